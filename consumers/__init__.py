@@ -1,0 +1,1 @@
+"""Consumer services: the state projector (and, later, receipt dispatch and quarantine indexing)."""

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Local single-node Kafka (KRaft, broker+controller in one JVM) for development and tests.
+#
+#   kafka.sh fetch             download/cache the broker jars (Maven Central) only
+#   kafka.sh start <run-dir>   start a fresh broker; prints "127.0.0.1:<port>" (also <run-dir>/bootstrap)
+#   kafka.sh stop  <run-dir>   stop it (no-op if it is not running)
+#
+# Jars are cached in ${INTAKE_CACHE_DIR:-~/.cache/register-intake}/kafka-3.9.1/libs.
+# <run-dir> holds server.properties, data/ (wiped on each start), kafka.log, kafka.out, kafka.pid.
+set -euo pipefail
+
+KAFKA_VERSION=3.9.1
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${INTAKE_CACHE_DIR:-$HOME/.cache/register-intake}/kafka-$KAFKA_VERSION"
+LIBS="$CACHE/libs"
+# The marker records the pom's hash, so editing pom.xml triggers a re-fetch.
+MARKER="$CACHE/libs.fetched"
+START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+fetch() {
+  local want
+  want="$(sha256sum "$HERE/pom.xml" | cut -d' ' -f1)"
+  [[ -f "$MARKER" && "$(cat "$MARKER")" == "$want" ]] && return 0
+  mkdir -p "$CACHE"
+  # Serialise concurrent fetches (e.g. parallel test sessions sharing the cache).
+  exec 9>"$CACHE/.lock"
+  flock 9
+  if [[ ! -f "$MARKER" || "$(cat "$MARKER")" != "$want" ]]; then
+    echo "kafka.sh: fetching Kafka $KAFKA_VERSION jars into $LIBS" >&2
+    rm -rf "$LIBS.tmp"
+    mvn -B -q -f "$HERE/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$LIBS.tmp" >"$CACHE/fetch.log" 2>&1 \
+      || { cat "$CACHE/fetch.log" >&2; die "mvn dependency:copy-dependencies failed"; }
+    rm -rf "$LIBS"
+    mv "$LIBS.tmp" "$LIBS"
+    echo "$want" >"$MARKER"
+  fi
+  exec 9>&-
+}
+
+# Two distinct free loopback ports. Both sockets stay open until both are chosen,
+# so the kernel cannot hand out the same port twice.
+free_ports() {
+  python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+'
+}
+
+# Prints the broker pid if it is alive. The cmdline check guards against a stale
+# pid file whose pid has since been reused by some unrelated process.
+running_pid() {
+  local pidfile="$1/kafka.pid" pid
+  [[ -f "$pidfile" ]] || return 1
+  pid="$(cat "$pidfile")"
+  [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' && echo "$pid"
+}
+
+fail_start() {
+  echo "kafka.sh: $1; last 80 lines of $RUN/kafka.log:" >&2
+  tail -n 80 "$RUN/kafka.log" >&2 2>/dev/null || true
+  tail -n 20 "$RUN/kafka.out" >&2 2>/dev/null || true
+  stop "$RUN" >/dev/null 2>&1 || true
+  exit 1
+}
+
+start() {
+  mkdir -p "$1"
+  RUN="$(cd "$1" && pwd)"
+  if running_pid "$RUN" >/dev/null; then die "a broker is already running for $RUN (pid $(cat "$RUN/kafka.pid")); stop it first"; fi
+  fetch
+
+  local port cport
+  read -r port cport < <(free_ports) || true
+  [[ -n "${cport:-}" ]] || die "could not pick free ports"
+  rm -rf "$RUN/data" "$RUN/kafka.log" "$RUN/kafka.out" "$RUN/bootstrap"
+  cat >"$RUN/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$RUN/data
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+# Room for ~16 MB records plus batch overhead (20 MiB).
+message.max.bytes=20971520
+replica.fetch.max.bytes=20971520
+PROPS
+
+  local java=(java -cp "$LIBS/*" -Dkafka.logs.dir="$RUN" -Dlog4j.configuration="file:$HERE/log4j.properties")
+  local cluster_id
+  cluster_id="$("${java[@]}" kafka.tools.StorageTool random-uuid)"
+  "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$RUN/server.properties" >"$RUN/kafka.out" 2>&1 \
+    || fail_start "storage format failed"
+
+  # stdin/stdout/stderr all redirected so a caller capturing our output does not wait on the broker.
+  nohup "${java[@]}" -Xmx512m -Djava.awt.headless=true kafka.Kafka "$RUN/server.properties" \
+    </dev/null >>"$RUN/kafka.out" 2>&1 &
+  echo $! >"$RUN/kafka.pid"
+
+  # Ready = port accepts TCP and the server logged its startup line.
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
+        && grep -q "Kafka Server started" "$RUN/kafka.log" 2>/dev/null; do
+    running_pid "$RUN" >/dev/null || fail_start "broker exited during startup"
+    ((SECONDS < deadline)) || fail_start "broker not ready after ${START_TIMEOUT}s"
+    sleep 0.2
+  done
+  echo "127.0.0.1:$port" | tee "$RUN/bootstrap"
+}
+
+stop() {
+  local run="$1" pid
+  pid="$(running_pid "$run")" || { rm -f "$run/kafka.pid"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  # running_pid (not kill -0) so an unreaped zombie counts as stopped.
+  for _ in $(seq 300); do  # 30 s for a clean shutdown
+    running_pid "$run" >/dev/null || break
+    sleep 0.1
+  done
+  if running_pid "$run" >/dev/null; then
+    echo "kafka.sh: broker $pid ignored SIGTERM for 30s; killing" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    while running_pid "$run" >/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$run/kafka.pid"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) [[ $# -eq 2 ]] || die "usage: kafka.sh start <run-dir>"; start "$2" ;;
+  stop)  [[ $# -eq 2 ]] || die "usage: kafka.sh stop <run-dir>";  stop "$2" ;;
+  *) die "usage: kafka.sh {fetch | start <run-dir> | stop <run-dir>}" ;;
+esac

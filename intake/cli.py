@@ -1,0 +1,132 @@
+"""The ``intake`` command line (DESIGN §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from intake.logs import configure_logging
+from intake.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="register-intake: the KPR/NPR reporting receiver.")
+consume_app = typer.Typer(no_args_is_help=True, help="Run consumer services on their own.")
+app.add_typer(consume_app, name="consume")
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where embedded data lives (default ./.intake).")
+]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    if data_dir is not None:
+        return Settings(data_dir=data_dir)
+    return Settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the gateway and all consumers in one process."""
+    _run_gateway(_settings(data_dir), host, port, run_consumers=True)
+
+
+@app.command()
+def gateway(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the HTTP gateway only (consumers run with `intake consume`)."""
+    _run_gateway(_settings(data_dir), host, port, run_consumers=False)
+
+
+def _run_gateway(settings: Settings, host: str, port: int, *, run_consumers: bool) -> None:
+    from receiver.app import create_app
+
+    configure_logging()
+    err.print(f"register-intake listening on http://{host}:{port}  (data: {settings.data_dir})")
+    if settings.uses_dev_issuer:
+        err.print(
+            "Get a token:  intake dev-token --orgnr 974152533"
+            + (f" --data-dir {settings.data_dir}" if settings.data_dir != Path(".intake") else "")
+        )
+    uvicorn.run(
+        create_app(settings, run_consumers=run_consumers),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@consume_app.command("projector")
+def consume_projector(data_dir: DataDir = None) -> None:
+    """Apply accepted events to the state store."""
+    from consumers.projector import Projector
+    from intake.runtime import open_runtime
+
+    settings = _settings(data_dir)
+    configure_logging()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_runtime(settings) as runtime:
+            await Projector(runtime).run(stop)
+
+    asyncio.run(main())
+
+
+@app.command("dev-token")
+def dev_token(
+    orgnr: Annotated[str, typer.Option(help="Organisation number of the reporting unit.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Scope(s): intake:report, intake:review, intake:state, intake:admin."),
+    ] = None,
+    supplier: Annotated[str | None, typer.Option(help="Vendor's organisation number.")] = None,
+    lifetime: Annotated[int, typer.Option(help="Seconds the token is valid.")] = 3600,
+    data_dir: DataDir = None,
+) -> None:
+    """Print an access token from the local development issuer."""
+    from receiver.auth import DevIssuer
+
+    settings = _settings(data_dir)
+    if not settings.uses_dev_issuer:
+        err.print("[red]A real issuer is configured (INTAKE_AUTH_ISSUER); dev tokens are off.[/]")
+        raise typer.Exit(2)
+    if not (len(orgnr) == 9 and orgnr.isdigit()):
+        err.print("[red]--orgnr must be a 9-digit organisation number.[/]")
+        raise typer.Exit(2)
+    issuer = DevIssuer.load_or_create(settings)
+    typer.echo(
+        issuer.mint(orgnr, scopes=scope or ["intake:report"], supplier=supplier,
+                    lifetime_seconds=lifetime)
+    )
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Bring the state store's schema to the newest version."""
+    from statestore.migrate import upgrade
+
+    settings = _settings(data_dir)
+    asyncio.run(upgrade(settings.resolved_store_url))
+    err.print("store schema is up to date")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,79 @@
+"""The one settings object, read from the environment (prefix ``INTAKE_``) and validated at start-up.
+
+Every component receives the settings it needs as an argument; nothing reads the environment at
+import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore")
+
+    environment: Environment = "development"
+    data_dir: Path = Path(".intake")
+
+    # --- event log -------------------------------------------------------------------------
+    event_log: Literal["embedded"] = "embedded"
+    topic_prefix: str = "intake"
+    topic_partitions: int = Field(default=3, ge=1, le=256)
+    produce_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # --- state store -----------------------------------------------------------------------
+    # SQLAlchemy URL; empty means the embedded SQLite file in the data dir.
+    store_url: str | None = None
+
+    # --- limits ----------------------------------------------------------------------------
+    max_body_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    max_items: int = Field(default=100_000, ge=1)
+
+    # --- authentication --------------------------------------------------------------------
+    # A real issuer (HelseID) is configured with issuer + JWKS; without one the dev issuer,
+    # whose key pair lives in the data dir, signs and verifies tokens.
+    auth_issuer: str | None = None
+    auth_jwks_file: Path | None = None
+    auth_audience: str = "register-intake"
+    dev_issuer: str = "urn:register-intake:dev-issuer"
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    # Embedded (SQLite) stores are brought to the newest schema at start-up; a shared production
+    # database is migrated explicitly with `intake migrate`.
+    auto_migrate: bool = True
+
+    # --- consumers -------------------------------------------------------------------------
+    projector_batch_size: int = Field(default=500, ge=1)
+    consumer_poll_seconds: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.auth_issuer and self.auth_jwks_file is None:
+            raise ValueError("INTAKE_AUTH_JWKS_FILE is required when INTAKE_AUTH_ISSUER is set")
+        if self.environment == "production" and self.auth_issuer is None:
+            raise ValueError("production needs a real token issuer (INTAKE_AUTH_ISSUER)")
+        return self
+
+    @property
+    def uses_dev_issuer(self) -> bool:
+        return self.auth_issuer is None
+
+    @property
+    def issuer(self) -> str:
+        return self.auth_issuer or self.dev_issuer
+
+    @property
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'state.sqlite3').resolve()}"
+
+    @property
+    def embedded_log_path(self) -> Path:
+        return self.data_dir / "eventlog.sqlite3"

@@ -1,0 +1,1 @@
+"""The HTTP gateway: routes, authentication, request parsing and producing to the event log."""

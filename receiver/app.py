@@ -1,0 +1,120 @@
+"""The FastAPI application: lifespan wiring, middleware and routers.
+
+``create_app(settings, run_consumers=True)`` is ``intake serve`` (gateway and consumers in one
+process); ``run_consumers=False`` is ``intake gateway``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consumers.projector import Projector
+from intake import __version__
+from intake.metrics import Metrics
+from intake.runtime import open_runtime
+from intake.settings import Settings
+from receiver.auth import verifier_for
+from receiver.problems import install_problem_handlers
+from receiver.routes import catalogue, messages, operations, receipts
+from receiver.submission import SubmissionService
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "x-correlation-id"
+
+
+class RequestObservation:
+    """Pure ASGI middleware: a correlation id on every request and response, and HTTP metrics
+    labelled by route template (never by the raw path, which may hold ids)."""
+
+    def __init__(self, app: ASGIApp, metrics_of: Any) -> None:
+        self.app = app
+        self._metrics_of = metrics_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(CORRELATION_HEADER.encode(), b"").decode("latin-1")
+        correlation_id = incoming if 0 < len(incoming) <= 100 else str(uuid.uuid4())
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (CORRELATION_HEADER.encode(), correlation_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            metrics: Metrics | None = self._metrics_of()
+            if metrics is not None:
+                route = scope.get("route")
+                template = getattr(route, "path", "unmatched")
+                metrics.http_requests.labels(template, scope["method"], f"{status // 100}xx").inc()
+                metrics.http_duration.labels(template).observe(time.perf_counter() - started)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_consumers: bool = True,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, registry) as runtime:
+            app.state.runtime = runtime
+            app.state.verifier = verifier_for(settings)
+            app.state.submissions = SubmissionService(runtime)
+            app.state.consumers = {}
+            stop = asyncio.Event()
+            tasks = []
+            if run_consumers:
+                projector = Projector(runtime)
+                app.state.consumers["projector"] = projector
+                tasks.append(asyncio.create_task(projector.run(stop), name="projector"))
+            try:
+                yield
+            finally:
+                stop.set()
+                for task in tasks:
+                    try:
+                        await asyncio.wait_for(task, timeout=15)
+                    except TimeoutError:
+                        log.error("consumer %s did not stop in time", task.get_name())
+                    except Exception:
+                        log.exception("consumer %s failed", task.get_name())
+
+    app = FastAPI(
+        title="register-intake",
+        version=__version__,
+        summary="Daily reporting to KPR and NPR over HTTPS: validation, receipts, last-known state.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    for router in (messages.router, receipts.router, catalogue.router, operations.router):
+        app.include_router(router)
+    app.add_middleware(
+        RequestObservation,
+        metrics_of=lambda: getattr(getattr(app.state, "runtime", None), "metrics", None),
+    )
+    return app

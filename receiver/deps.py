@@ -1,0 +1,60 @@
+"""Request-scoped dependencies, read through ``Annotated`` types; the lifespan fills
+``app.state`` once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from intake.runtime import Runtime
+from receiver.auth import AuthError, Principal, TokenVerifier
+from receiver.problems import Problem
+from receiver.submission import SubmissionService
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_submissions(request: Request) -> SubmissionService:
+    service: SubmissionService = request.app.state.submissions
+    return service
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401, "unauthorized", "A valid access token is required", detail,
+        headers={"WWW-Authenticate": 'Bearer realm="register-intake"'},
+    )
+
+
+def get_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        raise _unauthorized("Send 'Authorization: Bearer <token>'.")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("Send 'Authorization: Bearer <token>'.")
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        return verifier.verify(token.strip())
+    except AuthError as exc:
+        raise _unauthorized("The token is invalid or expired.") from exc
+
+
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if scope not in principal.scopes:
+            raise Problem(403, "insufficient_scope", "The token lacks a scope",
+                          f"This endpoint needs the scope {scope}.")
+        return principal
+
+    return check
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SubmissionsDep = Annotated[SubmissionService, Depends(get_submissions)]
+Reporter = Annotated[Principal, Depends(require_scope("intake:report"))]

@@ -1,0 +1,107 @@
+"""RFC 9457 problem details. Every error the API gives is a :class:`Problem` with a stable
+``code`` that clients can branch on; the title and detail are for people.
+
+What each code means for the message:
+
+* 4xx codes (``malformed_json``, ``unsupported_media_type``, ``unknown_message_type``,
+  ``payload_too_large``, ``no_items``, ``invalid_message``, ``unauthorized``, ``forbidden``,
+  ``unit_mismatch``, ``idempotency_conflict``, ``not_found``, ``invalid_request``): refused as
+  sent; nothing was stored; do not retry unchanged.
+* ``log_unavailable`` (503, with ``Retry-After``): nothing was accepted; retry later with the same
+  ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail or title}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def body(self, instance: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://register-intake.invalid/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "instance": instance,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        body.update(self.extra)
+        return body
+
+
+def problem_response(problem: Problem, instance: str) -> Response:
+    return Response(
+        content=orjson.dumps(problem.body(instance)),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+_STATUS_CODES = {
+    400: ("invalid_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("invalid_request", "Invalid request"),
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request.url.path)
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        problem = Problem(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
+        return problem_response(problem, request.url.path)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        problem = Problem(
+            422, "invalid_request", "Invalid request parameters", extra={"errors": errors}
+        )
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -1,0 +1,101 @@
+"""``POST /v1/messages/{message_type}/{version}`` — the reporting endpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from receiver.responses import OrjsonResponse
+
+from receiver.deps import Reporter, RuntimeDep, SubmissionsDep
+from receiver.problems import Problem
+from receiver.submission import SubmissionMeta
+
+router = APIRouter(prefix="/v1", tags=["reporting"])
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The message as the published model defines it "
+        "(GET /v1/message-types/{message_type}/{version}).",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+    }
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (never buffered past it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, "payload_too_large", "The body is too large",
+                   f"At most {limit} bytes per message.")
+
+
+def parse_json(request: Request, body: bytes) -> Any:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise Problem(415, "unsupported_media_type", "Send JSON",
+                      "Content-Type must be application/json.")
+    if not body.strip():
+        raise Problem(400, "malformed_json", "The body is not valid JSON", "The body is empty.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "malformed_json", "The body is not valid JSON", str(exc)) from exc
+
+
+@router.post(
+    "/messages/{message_type}/{version}",
+    status_code=202,
+    openapi_extra=_BODY_DOC,
+    summary="Submit a message; answers 202 with a receipt once its events are stored",
+)
+async def submit_message(
+    message_type: str,
+    version: int,
+    request: Request,
+    principal: Reporter,
+    runtime: RuntimeDep,
+    submissions: SubmissionsDep,
+    dry_run: Annotated[bool, Query(description="Validate only; store nothing.")] = False,
+    atomic: Annotated[bool, Query(description="Reject the whole message if any item fails.")]
+    = False,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    x_vendor_name: Annotated[str | None, Header(max_length=200)] = None,
+    x_software_name: Annotated[str | None, Header(max_length=200)] = None,
+    x_software_version: Annotated[str | None, Header(max_length=100)] = None,
+) -> OrjsonResponse:
+    model = runtime.catalogue.get(message_type, version)
+    if model is None:
+        raise Problem(404, "unknown_message_type", "Unknown message type or version",
+                      f"{message_type} v{version} is not published; see GET /v1/message-types.")
+    body = await read_body(request, runtime.settings.max_body_bytes)
+    message = parse_json(request, body)
+    meta = SubmissionMeta(
+        idempotency_key=idempotency_key,
+        vendor=x_vendor_name,
+        software=x_software_name,
+        software_version=x_software_version,
+        correlation_id=request.state.correlation_id,
+    )
+    result = await submissions.submit(
+        principal, model, body, message, meta, dry_run=dry_run, atomic=atomic
+    )
+    headers = {"Location": f"/v1/receipts/{result.receipt['receipt_id']}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return OrjsonResponse(result.receipt, status_code=200 if dry_run else 202, headers=headers)

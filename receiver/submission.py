@@ -1,0 +1,217 @@
+"""Submitting a message: validate → reserve the receipt → produce events → confirm → answer.
+
+The order is what makes retries safe. The receipt id and event ids are derived from the unit and
+the body (see :mod:`schemas.events`), so a retry after any failure finds the same receipt and
+produces the same events, which the projector applies once. ``202`` is sent only after the log
+has stored every record of the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from eventlog.port import LogUnavailableError, ProduceRecord
+from intake.runtime import Runtime
+from receiver.auth import Principal
+from receiver.problems import Problem
+from schemas.catalogue import MessageModel
+from schemas.events import Event, event_for_item, receipt_id_for
+from statestore.receipts import NewReceipt, NewReceiptItem, ReceiptView
+from validators.findings import has_errors
+from validators.structure import ExtractedItem
+
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionMeta:
+    idempotency_key: str | None
+    vendor: str | None
+    software: str | None
+    software_version: str | None
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionResult:
+    receipt: dict[str, Any]
+    replayed: bool  # an earlier submission's receipt, returned for an idempotent retry
+
+
+class SubmissionService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    async def submit(
+        self,
+        principal: Principal,
+        model: MessageModel,
+        body: bytes,
+        message: Any,
+        meta: SubmissionMeta,
+        *,
+        dry_run: bool = False,
+        atomic: bool = False,
+    ) -> SubmissionResult:
+        received_at = datetime.now(UTC)
+        result = model.validate_structure(message)
+        if has_errors(result.message_findings):
+            raise Problem(
+                422, "invalid_message", "The message does not follow its model",
+                "Errors outside the items make the whole message unreadable; nothing was stored.",
+                extra={"findings": [f.as_dict() for f in result.message_findings]},
+            )
+        items = result.items
+        if not items:
+            raise Problem(422, "no_items", "The message has no items",
+                          "Send at least one item or deletion.")
+        if len(items) > self._rt.settings.max_items:
+            raise Problem(
+                413, "too_many_items", "Too many items in one message",
+                f"At most {self._rt.settings.max_items} items per message; split the delivery.",
+            )
+        for unit in {str(i.context.get(model.unit_field)) for i in items}:
+            if unit != principal.unit:
+                raise Problem(
+                    403, "unit_mismatch", "The message is for another unit",
+                    f"The token reports for {principal.unit}; a block names another "
+                    "organisation number.",
+                )
+
+        body_sha256 = hashlib.sha256(body).hexdigest()
+        scope = meta.idempotency_key or f"sha256:{body_sha256}"
+        receipt_id = receipt_id_for(principal.unit, scope)
+        events: dict[int, Event] = {
+            item.index: event_for_item(
+                model, item, unit=principal.unit, receipt_id=receipt_id,
+                body_sha256=body_sha256, recorded_time=received_at,
+            )
+            for item in items
+            if item.value is not None
+        }
+        new_receipt = NewReceipt(
+            receipt_id=receipt_id,
+            unit=principal.unit,
+            message_type=model.message_type,
+            version=model.version,
+            vendor=meta.vendor,
+            software=meta.software,
+            software_version=meta.software_version,
+            idempotency_key=meta.idempotency_key,
+            body_sha256=body_sha256,
+            received_at=received_at,
+            items=[_receipt_item(item, events.get(item.index)) for item in items],
+        )
+        rejected = len(items) - len(events)
+        if atomic and rejected:
+            preview = ReceiptView.preview(new_receipt, stage="dry_run")
+            raise Problem(
+                422, "rejected_atomic", "Items were rejected and atomic=true was asked",
+                f"{rejected} of {len(items)} items have errors; nothing was stored.",
+                extra={"receipt": preview.as_dict()},
+            )
+        if dry_run:
+            return SubmissionResult(ReceiptView.preview(new_receipt, stage="dry_run").as_dict(),
+                                    replayed=False)
+
+        outcome, stage = await self._rt.receipts.reserve(new_receipt)
+        if outcome == "conflict":
+            raise Problem(
+                409, "idempotency_conflict", "Idempotency-Key reused with another body",
+                "This key was used for a different message; use a new key for new content.",
+            )
+        if outcome == "existing" and stage != "received":
+            stored = await self._rt.receipts.get(receipt_id)
+            assert stored is not None
+            return SubmissionResult(stored.as_dict(), replayed=True)
+
+        await self._produce(model, principal, new_receipt, items, events, meta)
+        await self._rt.receipts.mark_validated(receipt_id)
+        self._count(model, items)
+        return SubmissionResult(
+            ReceiptView.preview(new_receipt, stage="validated").as_dict(),
+            replayed=outcome == "existing",
+        )
+
+    async def _produce(
+        self,
+        model: MessageModel,
+        principal: Principal,
+        receipt: NewReceipt,
+        items: list[ExtractedItem],
+        events: dict[int, Event],
+        meta: SubmissionMeta,
+    ) -> None:
+        topics = self._rt.topics
+        accepted_topic = topics.accepted(model.message_type, model.version)
+        common = (
+            ("receipt_id", receipt.receipt_id.encode()),
+            ("message_type", model.message_type.encode()),
+            ("version", str(model.version).encode()),
+            ("unit", principal.unit.encode()),
+            ("trace_id", meta.correlation_id.encode()),
+        )
+        quarantine_codec = self._rt.catalogue.quarantine_codec
+        records = []
+        for item in items:
+            event = events.get(item.index)
+            if event is not None:
+                records.append(ProduceRecord(
+                    accepted_topic, event.key, model.event_codec.encode(event.to_avro()),
+                    (("event_id", event.event_id.encode()), *common),
+                ))
+            else:
+                records.append(ProduceRecord(
+                    topics.quarantine,
+                    f"{principal.unit}\x1f{item.object_id or ''}".encode(),
+                    quarantine_codec.encode({
+                        "receipt_id": receipt.receipt_id,
+                        "item_index": item.index,
+                        "path": item.path,
+                        "unit": principal.unit,
+                        "message_type": model.message_type,
+                        "version": model.version,
+                        "object_id": item.object_id,
+                        "recorded_time": receipt.received_at,
+                        "item_json": orjson.dumps(item.raw).decode(),
+                        "findings": [f.as_dict() for f in item.findings],
+                    }),
+                    common,
+                ))
+        started = time.perf_counter()
+        try:
+            await self._rt.event_log.produce(records)
+        except LogUnavailableError as exc:
+            self._rt.metrics.produce_errors.inc()
+            raise Problem(
+                503, "log_unavailable", "The event log is not available",
+                "Nothing was accepted. Retry later with the same Idempotency-Key.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from exc
+        self._rt.metrics.produce_duration.observe(time.perf_counter() - started)
+
+    def _count(self, model: MessageModel, items: list[ExtractedItem]) -> None:
+        metrics = self._rt.metrics
+        version = str(model.version)
+        for item in items:
+            outcome = "rejected" if item.value is None else "accepted"
+            metrics.items.labels(model.message_type, version, outcome).inc()
+            for finding in item.findings:
+                metrics.findings.labels(finding.rule_id, finding.severity).inc()
+
+
+def _receipt_item(item: ExtractedItem, event: Event | None) -> NewReceiptItem:
+    return NewReceiptItem(
+        item_index=item.index,
+        path=item.path,
+        object_id=item.object_id,
+        event_id=event.event_id if event else None,
+        outcome="accepted" if event else "rejected",
+        findings=[f.as_dict() for f in item.findings],
+    )

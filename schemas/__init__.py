@@ -1,0 +1,1 @@
+"""Published message models: Avro schemas with examples, the model catalogue and the event codec."""

@@ -1,0 +1,168 @@
+"""The catalogue of published message models, loaded from ``schemas/models/<type>/<version>/``.
+
+Each model folder holds ``schema.avsc`` (the single source of truth) and ``examples/``. From the
+schema the catalogue derives the structure check, the item layout and the Avro schema of the
+events the model produces.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
+
+from schemas.codec import AvroCodec, CodecRegistry
+from validators.structure import ItemSpec, StructureCompiler, StructureResult
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    name: str
+    valid: bool
+    message: Any
+    # For invalid examples: the findings each must produce, as {"path", "rule_id"} pairs,
+    # and whether the message as a whole is refused (422) rather than item by item.
+    expected: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageModel:
+    message_type: str
+    version: int
+    schema: Any
+    validate_structure: Callable[[Any], StructureResult]
+    item_specs: tuple[ItemSpec, ...]
+    unit_field: str  # the unit block's organisation number, checked against the token
+    event_codec: AvroCodec
+    examples: tuple[Example, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.message_type}/{self.version}"
+
+    @property
+    def doc(self) -> str:
+        return str(self.schema.get("doc", "")) if isinstance(self.schema, dict) else ""
+
+
+def _item_record_definitions(block: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    definitions = []
+    for f in block["fields"]:
+        if "x-item" in f:
+            record = copy.deepcopy(f["type"]["items"])
+            record.setdefault("namespace", namespace)
+            definitions.append(record)
+    return definitions
+
+
+def event_schema(message_type: str, version: int, message_schema: dict[str, Any]) -> dict[str, Any]:
+    """The Avro schema of one model's events: envelope, the unit block's scalars, the item."""
+    block = message_schema["items"]
+    namespace = block.get("namespace", "")
+    context = {
+        "type": "record",
+        "name": block["name"],
+        "namespace": namespace,
+        "doc": "The reporting unit block the item came in, without its item lists.",
+        "fields": [copy.deepcopy(f) for f in block["fields"] if "x-item" not in f],
+    }
+    return {
+        "type": "record",
+        "name": f"{message_type}_v{version}_Event",
+        "namespace": "no.intake.events",
+        "doc": f"One accepted item of a {message_type} v{version} message.",
+        "fields": [
+            {"name": "event_id", "type": "string"},
+            {"name": "receipt_id", "type": "string"},
+            {"name": "item_index", "type": "int"},
+            {"name": "unit", "type": "string"},
+            {"name": "message_type", "type": "string"},
+            {"name": "version", "type": "int"},
+            {"name": "object_id", "type": "string"},
+            {"name": "action", "type": "string"},
+            {"name": "valid_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+            {"name": "recorded_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+            {"name": "clinical_time", "type": ["null", "string"], "default": None},
+            {"name": "context", "type": context},
+            {"name": "payload", "type": _item_record_definitions(block, namespace)},
+        ],
+    }
+
+
+def _read_json(node: Traversable) -> Any:
+    return json.loads(node.read_text(encoding="utf-8"))
+
+
+def _load_examples(folder: Traversable) -> tuple[Example, ...]:
+    examples: list[Example] = []
+    for kind in ("valid", "invalid"):
+        sub = folder / "examples" / kind
+        if not sub.is_dir():
+            continue
+        for node in sorted(sub.iterdir(), key=lambda n: n.name):
+            if not node.name.endswith(".json") or node.name.endswith(".expected.json"):
+                continue
+            stem = node.name.removesuffix(".json")
+            expected_node = sub / f"{stem}.expected.json"
+            expected = _read_json(expected_node) if expected_node.is_file() else {}
+            examples.append(Example(stem, kind == "valid", _read_json(node), expected))
+    return tuple(examples)
+
+
+def _unit_field(block: dict[str, Any]) -> str:
+    for f in block["fields"]:
+        if f.get("x-identifier") == "orgnr":
+            return str(f["name"])
+    raise ValueError(f"{block['name']}: the unit block needs a field with x-identifier orgnr")
+
+
+def _load_model(message_type: str, version: int, folder: Traversable) -> MessageModel:
+    schema = _read_json(folder / "schema.avsc")
+    compiler = StructureCompiler()
+    validate = compiler.compile_message(schema)
+    return MessageModel(
+        message_type=message_type,
+        version=version,
+        schema=schema,
+        validate_structure=validate,
+        item_specs=tuple(compiler.item_specs),
+        unit_field=_unit_field(schema["items"]),
+        event_codec=AvroCodec(event_schema(message_type, version, schema)),
+        examples=_load_examples(folder),
+    )
+
+
+class Catalogue:
+    def __init__(self, models: list[MessageModel]) -> None:
+        self._models = {(m.message_type, m.version): m for m in models}
+        self.codecs = CodecRegistry()
+        for model in models:
+            self.codecs.register(model.event_codec)
+        self.quarantine_codec = AvroCodec(
+            _read_json(resources.files("schemas") / "envelopes" / "quarantine.avsc")
+        )
+        self.codecs.register(self.quarantine_codec)
+
+    def get(self, message_type: str, version: int) -> MessageModel | None:
+        return self._models.get((message_type, version))
+
+    def __iter__(self) -> Iterator[MessageModel]:
+        return iter(sorted(self._models.values(), key=lambda m: (m.message_type, m.version)))
+
+
+@cache
+def load_catalogue() -> Catalogue:
+    root = resources.files("schemas") / "models"
+    models = []
+    for type_dir in sorted(root.iterdir(), key=lambda n: n.name):
+        if not type_dir.is_dir() or type_dir.name.startswith(("_", ".")):
+            continue
+        for version_dir in sorted(type_dir.iterdir(), key=lambda n: n.name):
+            if version_dir.is_dir() and version_dir.name.isdigit():
+                models.append(_load_model(type_dir.name, int(version_dir.name), version_dir))
+    return Catalogue(models)

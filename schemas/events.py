@@ -1,0 +1,126 @@
+"""Events: what one accepted item becomes in the log, and how ids are derived.
+
+Ids are deterministic so that a retried submission is recognised wherever it is seen again:
+
+* ``receipt_id`` comes from the unit and its idempotency scope (the ``Idempotency-Key``, or the
+  body's SHA-256 when there is none), so a retry after a crash finds the same receipt;
+* ``event_id`` comes from the unit, model, body digest and item position, so the same content
+  delivered twice (under any key) produces the same events, and the projector applies them once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from schemas.catalogue import MessageModel
+from validators.structure import ExtractedItem
+
+_NAMESPACE = uuid.UUID("6f1f5c2e-3a7d-5b8e-9c41-2d0a7e8b4f10")
+
+
+def receipt_id_for(unit: str, idempotency_scope: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"receipt\x1f{unit}\x1f{idempotency_scope}"))
+
+
+def event_id_for(unit: str, model_key: str, body_sha256: str, item_index: int) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"event\x1f{unit}\x1f{model_key}\x1f{body_sha256}\x1f{item_index}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    receipt_id: str
+    item_index: int
+    unit: str
+    message_type: str
+    version: int
+    object_id: str
+    action: str
+    valid_time: datetime
+    recorded_time: datetime
+    clinical_time: str | None
+    context: dict[str, Any]
+    payload: dict[str, Any]
+    payload_type: str  # full Avro name of the item record
+
+    @property
+    def key(self) -> bytes:
+        """The log key: one object's events share it, so they stay in one partition, in order."""
+        return f"{self.unit}\x1f{self.object_id}".encode()
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "receipt_id": self.receipt_id,
+            "item_index": self.item_index,
+            "unit": self.unit,
+            "message_type": self.message_type,
+            "version": self.version,
+            "object_id": self.object_id,
+            "action": self.action,
+            "valid_time": self.valid_time,
+            "recorded_time": self.recorded_time,
+            "clinical_time": self.clinical_time,
+            "context": self.context,
+            "payload": (self.payload_type, self.payload),
+        }
+
+    @classmethod
+    def from_avro(cls, datum: dict[str, Any]) -> Event:
+        payload_type, payload = datum["payload"]
+        return cls(
+            event_id=datum["event_id"],
+            receipt_id=datum["receipt_id"],
+            item_index=datum["item_index"],
+            unit=datum["unit"],
+            message_type=datum["message_type"],
+            version=datum["version"],
+            object_id=datum["object_id"],
+            action=datum["action"],
+            valid_time=datum["valid_time"],
+            recorded_time=datum["recorded_time"],
+            clinical_time=datum["clinical_time"],
+            context=datum["context"],
+            payload=payload,
+            payload_type=payload_type,
+        )
+
+
+def event_for_item(
+    model: MessageModel,
+    item: ExtractedItem,
+    *,
+    unit: str,
+    receipt_id: str,
+    body_sha256: str,
+    recorded_time: datetime,
+) -> Event:
+    """The event of an item that passed validation (``item.value`` is set)."""
+    value = item.value
+    assert value is not None, "only valid items become events"
+    spec = item.spec
+    clinical = value.get(spec.clinical_time_field) if spec.clinical_time_field else None
+    valid_time = (
+        datetime.fromisoformat(value[spec.valid_time_field])
+        if spec.valid_time_field
+        else recorded_time
+    )
+    return Event(
+        event_id=event_id_for(unit, model.key, body_sha256, item.index),
+        receipt_id=receipt_id,
+        item_index=item.index,
+        unit=unit,
+        message_type=model.message_type,
+        version=model.version,
+        object_id=str(value[spec.object_id_field]),
+        action=spec.action_of(value),
+        valid_time=valid_time,
+        recorded_time=recorded_time,
+        clinical_time=clinical,
+        context=item.context,
+        payload=value,
+        payload_type=spec.record_name,
+    )

@@ -1,0 +1,257 @@
+"""Receipts: reserved before events are produced, confirmed after, read with derived statuses.
+
+An item's status is derived when the receipt is read: ``rejected`` (validation), ``applied`` once
+its event is in the history, ``duplicate`` when the history holds that event from another
+receipt, else ``accepted``. Deriving it means the projector never races the gateway to update a
+receipt row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+
+from statestore.engine import StoreEngines
+from statestore.tables import events, receipt_items, receipts
+
+ReserveOutcome = Literal["created", "existing", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewReceiptItem:
+    item_index: int
+    path: str
+    object_id: str | None
+    event_id: str | None
+    outcome: Literal["accepted", "rejected"]
+    findings: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class NewReceipt:
+    receipt_id: str
+    unit: str
+    message_type: str
+    version: int
+    vendor: str | None
+    software: str | None
+    software_version: str | None
+    idempotency_key: str | None
+    body_sha256: str
+    received_at: datetime
+    items: list[NewReceiptItem]
+
+
+@dataclass(slots=True)
+class ReceiptItemView:
+    index: int
+    path: str
+    object_id: str | None
+    event_id: str | None
+    status: str
+    findings: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "path": self.path,
+            "object_id": self.object_id,
+            "event_id": self.event_id,
+            "status": self.status,
+            "findings": self.findings,
+        }
+
+
+@dataclass(slots=True)
+class ReceiptView:
+    receipt_id: str
+    unit: str
+    message_type: str
+    version: int
+    vendor: str | None
+    software: str | None
+    software_version: str | None
+    idempotency_key: str | None
+    received_at: datetime
+    stage: str
+    items: list[ReceiptItemView] = field(default_factory=list)
+
+    @classmethod
+    def preview(cls, receipt: NewReceipt, *, stage: str) -> ReceiptView:
+        """The receipt as validation left it, before any item is applied."""
+        return cls(
+            receipt_id=receipt.receipt_id,
+            unit=receipt.unit,
+            message_type=receipt.message_type,
+            version=receipt.version,
+            vendor=receipt.vendor,
+            software=receipt.software,
+            software_version=receipt.software_version,
+            idempotency_key=receipt.idempotency_key,
+            received_at=receipt.received_at,
+            stage=stage,
+            items=[
+                ReceiptItemView(i.item_index, i.path, i.object_id, i.event_id, i.outcome,
+                                i.findings)
+                for i in receipt.items
+            ],
+        )
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {"items": len(self.items), "accepted": 0, "rejected": 0, "applied": 0,
+                  "duplicate": 0}
+        for item in self.items:
+            if item.status == "rejected":
+                counts["rejected"] += 1
+            else:
+                counts["accepted"] += 1
+                if item.status in ("applied", "duplicate"):
+                    counts[item.status] += 1
+        return counts
+
+    @property
+    def status(self) -> str:
+        if self.stage == "received":
+            return "received"
+        c = self.counts
+        if c["accepted"] == 0:
+            return "rejected"
+        settled = c["applied"] + c["duplicate"] == c["accepted"]
+        if c["rejected"] == 0:
+            return "applied" if settled else "accepted"
+        return "partially_applied" if settled else "partially_accepted"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "receipt_id": self.receipt_id,
+            "submission": {
+                "unit_orgnr": self.unit,
+                "message_type": self.message_type,
+                "version": self.version,
+                "vendor": self.vendor,
+                "software": self.software,
+                "software_version": self.software_version,
+                "received_at": self.received_at.isoformat(),
+                "idempotency_key": self.idempotency_key,
+            },
+            "stage": self.stage,
+            "status": self.status,
+            "counts": self.counts,
+            "items": [item.as_dict() for item in self.items],
+        }
+
+
+class ReceiptRepository:
+    def __init__(self, engines: StoreEngines) -> None:
+        self._engines = engines
+
+    async def reserve(self, receipt: NewReceipt) -> tuple[ReserveOutcome, str]:
+        """Create the receipt in stage ``received``; report an existing one and its stage instead,
+        or ``conflict`` when its idempotency scope was used for a different body."""
+        async with self._engines.writer.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(receipts.c.body_sha256, receipts.c.stage).where(
+                        receipts.c.receipt_id == receipt.receipt_id
+                    )
+                )
+            ).first()
+            if row is not None:
+                if row.body_sha256 != receipt.body_sha256:
+                    return "conflict", row.stage
+                return "existing", row.stage
+            accepted = sum(1 for i in receipt.items if i.outcome == "accepted")
+            await conn.execute(
+                receipts.insert().values(
+                    receipt_id=receipt.receipt_id,
+                    unit=receipt.unit,
+                    message_type=receipt.message_type,
+                    version=receipt.version,
+                    vendor=receipt.vendor,
+                    software=receipt.software,
+                    software_version=receipt.software_version,
+                    idempotency_key=receipt.idempotency_key,
+                    body_sha256=receipt.body_sha256,
+                    received_at=receipt.received_at,
+                    stage="received",
+                    item_count=len(receipt.items),
+                    accepted_count=accepted,
+                    rejected_count=len(receipt.items) - accepted,
+                )
+            )
+            if receipt.items:
+                await conn.execute(
+                    receipt_items.insert(),
+                    [
+                        {
+                            "receipt_id": receipt.receipt_id,
+                            "item_index": i.item_index,
+                            "path": i.path,
+                            "object_id": i.object_id,
+                            "event_id": i.event_id,
+                            "outcome": i.outcome,
+                            "findings": i.findings,
+                        }
+                        for i in receipt.items
+                    ],
+                )
+        return "created", "received"
+
+    async def mark_validated(self, receipt_id: str) -> None:
+        async with self._engines.writer.begin() as conn:
+            await conn.execute(
+                update(receipts)
+                .where(receipts.c.receipt_id == receipt_id)
+                .values(stage="validated")
+            )
+
+    async def get(self, receipt_id: str) -> ReceiptView | None:
+        async with self._engines.reader.connect() as conn:
+            head = (
+                await conn.execute(select(receipts).where(receipts.c.receipt_id == receipt_id))
+            ).first()
+            if head is None:
+                return None
+            rows = (
+                await conn.execute(
+                    select(receipt_items, events.c.receipt_id.label("applied_by"))
+                    .select_from(
+                        receipt_items.outerjoin(
+                            events, events.c.event_id == receipt_items.c.event_id
+                        )
+                    )
+                    .where(receipt_items.c.receipt_id == receipt_id)
+                    .order_by(receipt_items.c.item_index)
+                )
+            ).all()
+        view = ReceiptView(
+            receipt_id=head.receipt_id,
+            unit=head.unit,
+            message_type=head.message_type,
+            version=head.version,
+            vendor=head.vendor,
+            software=head.software,
+            software_version=head.software_version,
+            idempotency_key=head.idempotency_key,
+            received_at=head.received_at,
+            stage=head.stage,
+        )
+        for row in rows:
+            if row.outcome == "rejected":
+                status = "rejected"
+            elif row.applied_by is None:
+                status = "accepted" if head.stage != "received" else "received"
+            elif row.applied_by == receipt_id:
+                status = "applied"
+            else:
+                status = "duplicate"
+            view.items.append(
+                ReceiptItemView(
+                    row.item_index, row.path, row.object_id, row.event_id, status, row.findings
+                )
+            )
+        return view

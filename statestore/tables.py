@@ -1,0 +1,137 @@
+"""Table definitions. Alembic migrations in ``statestore/migrations`` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    types,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+class UTCDateTime(types.TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, whatever the database keeps."""
+
+    impl = types.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+Sequence64 = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("receipt_id", String(36), primary_key=True),
+    Column("unit", String(9), nullable=False),
+    Column("message_type", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("vendor", String(200)),
+    Column("software", String(200)),
+    Column("software_version", String(100)),
+    Column("idempotency_key", String(255)),
+    Column("body_sha256", String(64), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    # received: reserved, events not yet confirmed by the log; validated: all events stored.
+    Column("stage", String(16), nullable=False),
+    Column("item_count", Integer, nullable=False),
+    Column("accepted_count", Integer, nullable=False),
+    Column("rejected_count", Integer, nullable=False),
+    Index("ix_receipts_unit_received", "unit", "received_at"),
+)
+
+receipt_items = Table(
+    "receipt_items",
+    metadata,
+    Column("receipt_id", String(36), nullable=False),
+    Column("item_index", Integer, nullable=False),
+    Column("path", String(200), nullable=False),
+    Column("object_id", String(200)),
+    Column("event_id", String(36)),
+    Column("outcome", String(16), nullable=False),
+    Column("findings", Json, nullable=False),
+    PrimaryKeyConstraint("receipt_id", "item_index"),
+    ForeignKeyConstraint(["receipt_id"], ["receipts.receipt_id"], ondelete="CASCADE"),
+    Index("ix_receipt_items_event", "event_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("unit", String(9), nullable=False),
+    Column("message_type", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("object_id", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("valid_time", UTCDateTime, nullable=False),
+    Column("recorded_time", UTCDateTime, nullable=False),
+    Column("clinical_time", String(40)),
+    Column("receipt_id", String(36), nullable=False),
+    Column("item_index", Integer, nullable=False),
+    Column("context", Json, nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("source_topic", String(255), nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+    Index("ix_events_object", "unit", "message_type", "object_id"),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("unit", String(9), nullable=False),
+    Column("message_type", String(64), nullable=False),
+    Column("object_id", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", Json),
+    Column("deleted", Boolean, nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("last_event_id", String(36), nullable=False),
+    Column("valid_time", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("unit", "message_type", "object_id"),
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("consumer", String(100), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    PrimaryKeyConstraint("consumer", "topic", "partition"),
+)

@@ -1,0 +1,1 @@
+"""Pure validation: findings, the rule catalogue and the validation levels."""

@@ -1,0 +1,81 @@
+"""The rule catalogue: every rule's permanent id, level, severity and messages, loaded from data.
+
+``rules.toml`` is the single place a rule is defined; TOML itself refuses a duplicate id, and
+:func:`load_catalogue` refuses an entry with an unknown level or severity.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, get_args
+
+from validators.findings import Finding, Level, Severity
+
+
+class _SafeFormat(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    rule_id: str
+    level: Level
+    severity: Severity
+    since: str
+    message_nb: str
+    message_en: str
+
+    def finding(self, path: str, codelist_version: str | None = None, **params: Any) -> Finding:
+        values = _SafeFormat(params)
+        return Finding(
+            rule_id=self.rule_id,
+            severity=self.severity,
+            level=self.level,
+            path=path,
+            message_nb=self.message_nb.format_map(values),
+            message_en=self.message_en.format_map(values),
+            codelist_version=codelist_version,
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "rule_id": self.rule_id,
+            "level": self.level,
+            "severity": self.severity,
+            "since": self.since,
+            "message_nb": self.message_nb,
+            "message_en": self.message_en,
+        }
+
+
+def parse_catalogue(text: str) -> dict[str, Rule]:
+    raw = tomllib.loads(text)
+    rules: dict[str, Rule] = {}
+    for rule_id, entry in raw.items():
+        if entry["level"] not in get_args(Level):
+            raise ValueError(f"rule {rule_id}: unknown level {entry['level']!r}")
+        if entry["severity"] not in get_args(Severity):
+            raise ValueError(f"rule {rule_id}: unknown severity {entry['severity']!r}")
+        rules[rule_id] = Rule(
+            rule_id=rule_id,
+            level=entry["level"],
+            severity=entry["severity"],
+            since=entry["since"],
+            message_nb=entry["message_nb"],
+            message_en=entry["message_en"],
+        )
+    return rules
+
+
+@cache
+def load_catalogue() -> dict[str, Rule]:
+    text = resources.files("validators").joinpath("rules.toml").read_text(encoding="utf-8")
+    return parse_catalogue(text)
+
+
+def rule(rule_id: str) -> Rule:
+    return load_catalogue()[rule_id]

@@ -1,0 +1,433 @@
+"""Structure level: check a message against its annotated Avro schema and split it into items.
+
+Written by hand because no library does what is needed here: Avro validators (fastavro's
+``validate``) answer yes/no without JSON paths, and JSON Schema validators know nothing of our
+annotations or of which arrays hold reportable items. The schema is compiled once into nested
+closures, so checking an item does no schema interpretation.
+
+Annotations read from the ``.avsc`` (Avro ignores attributes it does not know):
+
+``x-digits: N``         a string of exactly N digits; a JSON integer is accepted and zero-padded
+                        (FHI's SLASH example sends identifiers as numbers)
+``x-pattern``           regular expression the string must match
+``x-minLength``/``x-maxLength``, ``x-minimum``/``x-maximum``
+``x-format: date-time`` ISO 8601 timestamp with an offset
+``x-item``              on an array field: its elements are reportable items (see ``ItemSpec``)
+
+Errors inside an item reject that item only; errors outside every item reject the message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from validators.findings import Finding
+from validators.rules import rule
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_JSON_TYPE_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+class _Invalid:
+    """Marks a value that failed a check; its findings say why."""
+
+
+INVALID: Any = _Invalid()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSpec:
+    """How the elements of one item array become events."""
+
+    array_field: str
+    record_name: str  # full Avro name of the item record
+    object_id_field: str
+    action: str | None  # a fixed action, or None when read from ``action_field``
+    action_field: str | None
+    action_by_value: dict[bool, str]
+    clinical_time_field: str | None
+    valid_time_field: str | None
+
+    @classmethod
+    def from_annotation(cls, array_field: str, record_name: str, spec: dict[str, Any]) -> ItemSpec:
+        action = spec["action"]
+        if isinstance(action, str):
+            return cls(
+                array_field, record_name, spec["objectId"], action, None, {},
+                spec.get("clinicalTime"), spec.get("validTime"),
+            )
+        return cls(
+            array_field,
+            record_name,
+            spec["objectId"],
+            None,
+            action["field"],
+            {True: action["true"], False: action["false"]},
+            spec.get("clinicalTime"),
+            spec.get("validTime"),
+        )
+
+    def action_of(self, value: dict[str, Any]) -> str:
+        if self.action is not None:
+            return self.action
+        assert self.action_field is not None
+        return self.action_by_value[bool(value[self.action_field])]
+
+
+@dataclass(slots=True)
+class ExtractedItem:
+    spec: ItemSpec
+    path: str
+    raw: Any
+    value: dict[str, Any] | None  # normalised record, None when the item has errors
+    findings: list[Finding]
+    context: dict[str, Any] = field(default_factory=dict)
+    index: int = 0
+
+    @property
+    def object_id(self) -> str | None:
+        source = self.value if self.value is not None else self.raw
+        if isinstance(source, dict):
+            oid = source.get(self.spec.object_id_field)
+            if isinstance(oid, str | int) and not isinstance(oid, bool):
+                return str(oid)
+        return None
+
+
+@dataclass(slots=True)
+class StructureResult:
+    message_findings: list[Finding]
+    items: list[ExtractedItem]
+
+
+class _Context:
+    __slots__ = ("findings", "items")
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self.items: list[ExtractedItem] = []
+
+
+Node = Callable[[Any, str, _Context], Any]
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _wrong_type(expected: str) -> Node:
+    finding_rule = rule("STR-002")
+
+    def report(value: Any, path: str, ctx: _Context) -> Any:
+        ctx.findings.append(
+            finding_rule.finding(path, expected=expected, actual=_type_name(value))
+        )
+        return INVALID
+
+    return report
+
+
+class StructureCompiler:
+    """Compiles one message schema; keeps the named types it has seen, as Avro resolves names."""
+
+    def __init__(self) -> None:
+        self._named: dict[str, Node] = {}
+        self.item_specs: list[ItemSpec] = []
+
+    def compile_message(self, schema: Any) -> Callable[[Any], StructureResult]:
+        root = self._compile(schema, namespace="", annotations={})
+
+        def validate(message: Any) -> StructureResult:
+            ctx = _Context()
+            root(message, "", ctx)
+            for index, item in enumerate(ctx.items):
+                item.index = index
+            return StructureResult(ctx.findings, ctx.items)
+
+        return validate
+
+    # -- types -------------------------------------------------------------------------------
+
+    def _compile(self, schema: Any, namespace: str, annotations: dict[str, Any]) -> Node:
+        if isinstance(schema, str):
+            if schema in self._named or f"{namespace}.{schema}" in self._named:
+                name = schema if schema in self._named else f"{namespace}.{schema}"
+                return self._reference(name)
+            return self._primitive(schema, annotations)
+        if isinstance(schema, list):
+            return self._union(schema, namespace, annotations)
+        kind = schema["type"]
+        if kind == "record":
+            return self._record(schema, namespace)
+        if kind == "array":
+            return self._array(schema, namespace, annotations)
+        if kind == "enum":
+            return self._enum(schema, namespace)
+        if isinstance(kind, str) and kind in _PRIMITIVES:
+            return self._primitive(kind, {**schema, **annotations})
+        raise NotImplementedError(f"schema type {kind!r} is not supported by the structure check")
+
+    def _reference(self, name: str) -> Node:
+        named = self._named
+
+        def check(value: Any, path: str, ctx: _Context) -> Any:
+            return named[name](value, path, ctx)
+
+        return check
+
+    def _primitive(self, kind: str, ann: dict[str, Any]) -> Node:
+        if kind == "string":
+            return _string_node(ann)
+        if kind in ("int", "long"):
+            return _integer_node(_INT32 if kind == "int" else _INT64, ann)
+        if kind in ("float", "double"):
+            return _number_node(ann)
+        if kind == "boolean":
+            report = _wrong_type("boolean")
+
+            def check_bool(value: Any, path: str, ctx: _Context) -> Any:
+                return value if value is True or value is False else report(value, path, ctx)
+
+            return check_bool
+        if kind == "null":
+            report_null = _wrong_type("null")
+            return lambda value, path, ctx: None if value is None else report_null(value, path, ctx)
+        raise NotImplementedError(f"primitive {kind!r} is not supported by the structure check")
+
+    def _union(self, branches: list[Any], namespace: str, ann: dict[str, Any]) -> Node:
+        others = [b for b in branches if b != "null"]
+        if len(others) != 1 or len(branches) > 2:
+            raise NotImplementedError("only optional unions ['null', T] are supported")
+        inner = self._compile(others[0], namespace, ann)
+
+        def check(value: Any, path: str, ctx: _Context) -> Any:
+            return None if value is None else inner(value, path, ctx)
+
+        return check
+
+    def _enum(self, schema: dict[str, Any], namespace: str) -> Node:
+        symbols = frozenset(schema["symbols"])
+        allowed = ", ".join(schema["symbols"])
+        bad_value = rule("STR-006")
+        report = _wrong_type("string")
+
+        def check(value: Any, path: str, ctx: _Context) -> Any:
+            if not isinstance(value, str):
+                return report(value, path, ctx)
+            if value not in symbols:
+                ctx.findings.append(bad_value.finding(path, value=value, allowed=allowed))
+                return INVALID
+            return value
+
+        self._named[_full_name(schema, namespace)] = check
+        return check
+
+    def _array(self, schema: dict[str, Any], namespace: str, ann: dict[str, Any]) -> Node:
+        element = self._compile(schema["items"], namespace, {})
+        report = _wrong_type("array")
+        item_annotation = ann.get("x-item")
+        if item_annotation is None:
+
+            def check(value: Any, path: str, ctx: _Context) -> Any:
+                if not isinstance(value, list):
+                    return report(value, path, ctx)
+                out = []
+                ok = True
+                for i, element_value in enumerate(value):
+                    result = element(element_value, f"{path}/{i}", ctx)
+                    ok = ok and result is not INVALID
+                    out.append(result)
+                return out if ok else INVALID
+
+            return check
+
+        items = schema["items"]
+        if not (isinstance(items, dict) and items.get("type") == "record"):
+            raise NotImplementedError("x-item arrays must hold an inline record")
+        spec = ItemSpec.from_annotation(
+            ann["x-array-field"], _full_name(items, namespace), item_annotation
+        )
+        self.item_specs.append(spec)
+
+        def check_items(value: Any, path: str, ctx: _Context) -> Any:
+            if not isinstance(value, list):
+                return report(value, path, ctx)
+            outer = ctx.findings
+            for i, element_value in enumerate(value):
+                item_path = f"{path}/{i}"
+                ctx.findings = []
+                result = element(element_value, item_path, ctx)
+                ctx.items.append(
+                    ExtractedItem(
+                        spec=spec,
+                        path=item_path,
+                        raw=element_value,
+                        value=None if result is INVALID or _has_error(ctx.findings) else result,
+                        findings=ctx.findings,
+                    )
+                )
+            ctx.findings = outer
+            return []
+
+        return check_items
+
+    def _record(self, schema: dict[str, Any], namespace: str) -> Node:
+        full_name = _full_name(schema, namespace)
+        own_namespace = full_name.rpartition(".")[0]
+        fields: list[tuple[str, Node, bool, Any, bool]] = []
+        item_fields: set[str] = set()
+        # Register before compiling fields so recursive references resolve.
+        compiled: dict[str, Node] = {}
+        self._named[full_name] = lambda value, path, ctx: compiled["node"](value, path, ctx)
+        for f in schema["fields"]:
+            ann = {k: v for k, v in f.items() if k.startswith("x-")}
+            if "x-item" in ann:
+                ann["x-array-field"] = f["name"]
+                item_fields.add(f["name"])
+            node = self._compile(f["type"], own_namespace, ann)
+            nullable = f["type"] == "null" or (isinstance(f["type"], list) and "null" in f["type"])
+            fields.append((f["name"], node, "default" in f, f.get("default"), nullable))
+        known = frozenset(name for name, *_ in fields)
+        missing_rule, null_rule, unknown_rule = rule("STR-001"), rule("STR-009"), rule("STR-005")
+        report = _wrong_type("object")
+
+        def check(value: Any, path: str, ctx: _Context) -> Any:
+            if not isinstance(value, dict):
+                return report(value, path, ctx)
+            first_item = len(ctx.items)
+            out: dict[str, Any] = {}
+            ok = True
+            for name, node, has_default, default, nullable in fields:
+                if name not in value:
+                    if has_default:
+                        if name not in item_fields:
+                            out[name] = list(default) if isinstance(default, list) else default
+                    else:
+                        ctx.findings.append(missing_rule.finding(f"{path}/{name}", field=name))
+                        ok = False
+                    continue
+                field_value = value[name]
+                if field_value is None and not nullable:
+                    ctx.findings.append(null_rule.finding(f"{path}/{name}", field=name))
+                    ok = False
+                    continue
+                result = node(field_value, f"{path}/{name}", ctx)
+                if result is INVALID:
+                    ok = False
+                elif name not in item_fields:
+                    out[name] = result
+            if not known.issuperset(value):
+                for name in value:
+                    if name not in known:
+                        ctx.findings.append(unknown_rule.finding(f"{path}/{name}", field=name))
+            if item_fields:
+                for item in ctx.items[first_item:]:
+                    item.context = out
+            return out if ok else INVALID
+
+        compiled["node"] = check
+        return check
+
+
+_PRIMITIVES = frozenset({"string", "int", "long", "float", "double", "boolean", "null"})
+
+
+def _full_name(schema: dict[str, Any], namespace: str) -> str:
+    name: str = schema["name"]
+    if "." in name:
+        return name
+    ns = schema.get("namespace", namespace)
+    return f"{ns}.{name}" if ns else name
+
+
+def _has_error(findings: list[Finding]) -> bool:
+    return any(f.severity == "error" for f in findings)
+
+
+def _string_node(ann: dict[str, Any]) -> Node:
+    digits: int | None = ann.get("x-digits")
+    pattern = re.compile(ann["x-pattern"]) if "x-pattern" in ann else None
+    if digits is not None:
+        pattern = re.compile(rf"^\d{{{digits}}}$")
+    expected = pattern.pattern if pattern is not None else ""
+    min_length: int = ann.get("x-minLength", 0)
+    max_length: int | None = ann.get("x-maxLength")
+    is_timestamp = ann.get("x-format") == "date-time"
+    report = _wrong_type("string")
+    format_rule, length_rule, time_rule = rule("STR-003"), rule("STR-004"), rule("STR-007")
+
+    def check(value: Any, path: str, ctx: _Context) -> Any:
+        if not isinstance(value, str):
+            if digits is not None and type(value) is int and 0 <= value < 10**digits:
+                return str(value).zfill(digits)
+            return report(value, path, ctx)
+        if pattern is not None and pattern.match(value) is None:
+            ctx.findings.append(format_rule.finding(path, expected=expected))
+            return INVALID
+        if len(value) < min_length or (max_length is not None and len(value) > max_length):
+            ctx.findings.append(
+                length_rule.finding(
+                    path, length=len(value), minimum=min_length, maximum=max_length or "∞"
+                )
+            )
+            return INVALID
+        if is_timestamp:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.tzinfo is None:
+                ctx.findings.append(time_rule.finding(path))
+                return INVALID
+        return value
+
+    return check
+
+
+def _integer_node(bounds: tuple[int, int], ann: dict[str, Any]) -> Node:
+    low = max(bounds[0], ann.get("x-minimum", bounds[0]))
+    high = min(bounds[1], ann.get("x-maximum", bounds[1]))
+    report = _wrong_type("integer")
+    range_rule = rule("STR-008")
+
+    def check(value: Any, path: str, ctx: _Context) -> Any:
+        if type(value) is not int:
+            return report(value, path, ctx)
+        if not low <= value <= high:
+            ctx.findings.append(range_rule.finding(path, value=value, minimum=low, maximum=high))
+            return INVALID
+        return value
+
+    return check
+
+
+def _number_node(ann: dict[str, Any]) -> Node:
+    low = ann.get("x-minimum")
+    high = ann.get("x-maximum")
+    report = _wrong_type("number")
+    range_rule = rule("STR-008")
+
+    def check(value: Any, path: str, ctx: _Context) -> Any:
+        if type(value) not in (int, float):
+            return report(value, path, ctx)
+        if (low is not None and value < low) or (high is not None and value > high):
+            ctx.findings.append(
+                range_rule.finding(path, value=value, minimum=low, maximum=high)
+            )
+            return INVALID
+        return float(value)
+
+    return check
