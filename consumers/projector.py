@@ -15,6 +15,7 @@ What happens to trouble:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -111,7 +112,10 @@ class Projector:
                 self._poison += 1
                 log.error(
                     "undecodable record skipped at %s[%d]@%d: %s",
-                    record.topic, record.partition, record.offset, type(exc).__name__,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    type(exc).__name__,
                 )
                 if self._poison > self._max_poison:
                     raise TooManyPoisonRecordsError(
@@ -123,7 +127,5 @@ class Projector:
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):  # slept the full backoff
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass  # slept the full backoff

@@ -13,6 +13,7 @@ topics. That is right for one ``intake serve`` process; scaling out is what Kafk
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -142,7 +143,9 @@ class EmbeddedEventLog:
             count = int(row[0])
         else:
             count = self._default_partitions
-            await conn.execute("INSERT INTO topics (name, partitions) VALUES (?, ?)", (topic, count))
+            await conn.execute(
+                "INSERT INTO topics (name, partitions) VALUES (?, ?)", (topic, count)
+            )
             await conn.executemany(
                 "INSERT INTO partitions (topic, partition, next_offset) VALUES (?, ?, 0)",
                 [(topic, p) for p in range(count)],
@@ -259,10 +262,8 @@ class EmbeddedEventLog:
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
-    try:
+    with contextlib.suppress(sqlite3.Error):  # no transaction was open: nothing to undo
         await conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass  # no transaction was open: nothing to undo
 
 
 class EmbeddedConsumer:
@@ -324,10 +325,9 @@ class EmbeddedConsumer:
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
-            try:
+            # On timeout, poll again: another process may have written.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), min(remaining, self._log.poll_interval))
-            except TimeoutError:
-                pass  # poll again: another process may have written
 
     async def _read(self, max_records: int) -> list[ConsumedRecord]:
         if self._reader is None:
@@ -347,12 +347,17 @@ class EmbeddedConsumer:
                 for offset, key, value, headers, ts in rows:
                     out.append(
                         ConsumedRecord(
-                            tp.topic, tp.partition, int(offset), key, value,
-                            _decode_headers(headers), int(ts),
+                            tp.topic,
+                            tp.partition,
+                            int(offset),
+                            key,
+                            value,
+                            _decode_headers(headers),
+                            int(ts),
                         )
                     )
-                if rows:
-                    self._positions[tp] = int(rows[-1][0]) + 1
+                if out and out[-1].topic_partition == tp:
+                    self._positions[tp] = out[-1].offset + 1
         except sqlite3.Error as exc:
             raise LogUnavailableError(f"embedded log: {exc}") from exc
         return out

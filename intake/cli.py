@@ -113,8 +113,9 @@ def dev_token(
         raise typer.Exit(2)
     issuer = DevIssuer.load_or_create(settings)
     typer.echo(
-        issuer.mint(orgnr, scopes=scope or ["intake:report"], supplier=supplier,
-                    lifetime_seconds=lifetime)
+        issuer.mint(
+            orgnr, scopes=scope or ["intake:report"], supplier=supplier, lifetime_seconds=lifetime
+        )
     )
 
 

@@ -1,4 +1,4 @@
-"""The one settings object, read from the environment (prefix ``INTAKE_``) and validated at start-up.
+"""The one settings object, read from the environment (prefix ``INTAKE_``), validated at start-up.
 
 Every component receives the settings it needs as an argument; nothing reads the environment at
 import time.

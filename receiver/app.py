@@ -107,7 +107,7 @@ def create_app(
     app = FastAPI(
         title="register-intake",
         version=__version__,
-        summary="Daily reporting to KPR and NPR over HTTPS: validation, receipts, last-known state.",
+        summary="Daily reporting to KPR and NPR over HTTPS: validation, receipts, state.",
         lifespan=lifespan,
     )
     install_problem_handlers(app)

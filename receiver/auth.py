@@ -25,8 +25,17 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from intake.settings import Settings
 
-ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-                      "ES512"]
+ALLOWED_ALGORITHMS = [
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+]
 ALLOWED_TYPES = frozenset({"at+jwt", "jwt"})
 CLAIM_PREFIX = "helseid://claims/client/claims/"
 CLAIM_ORGNR_PARENT = CLAIM_PREFIX + "orgnr_parent"
@@ -36,7 +45,7 @@ SCOPES = ("report", "review", "state", "admin")
 
 
 class AuthError(Exception):
-    """The request carries no acceptable token; answered 401 without detail of which check failed."""
+    """No acceptable token: answered 401 without saying which check failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +113,9 @@ class DevIssuer:
         if not settings.uses_dev_issuer:
             raise RuntimeError("the dev issuer is disabled because a real issuer is configured")
         path = settings.data_dir / "dev-issuer" / "signing-key.json"
-        return cls(_load_or_create_key(path), issuer=settings.dev_issuer,
-                   audience=settings.auth_audience)
+        return cls(
+            _load_or_create_key(path), issuer=settings.dev_issuer, audience=settings.auth_audience
+        )
 
     def key_set(self) -> KeySet:
         return KeySet.import_key_set({"keys": [self._key.as_dict(private=False)]})
@@ -161,6 +171,8 @@ def verifier_for(settings: Settings) -> TokenVerifier:
         assert settings.auth_jwks_file is not None
         keys = KeySet.import_key_set(orjson.loads(settings.auth_jwks_file.read_bytes()))
     return TokenVerifier(
-        keys, issuer=settings.issuer, audience=settings.auth_audience,
+        keys,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
         leeway=settings.token_leeway_seconds,
     )

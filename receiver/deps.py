@@ -26,7 +26,10 @@ def get_submissions(request: Request) -> SubmissionService:
 
 def _unauthorized(detail: str) -> Problem:
     return Problem(
-        401, "unauthorized", "A valid access token is required", detail,
+        401,
+        "unauthorized",
+        "A valid access token is required",
+        detail,
         headers={"WWW-Authenticate": 'Bearer realm="register-intake"'},
     )
 
@@ -48,8 +51,12 @@ def get_principal(request: Request) -> Principal:
 def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if scope not in principal.scopes:
-            raise Problem(403, "insufficient_scope", "The token lacks a scope",
-                          f"This endpoint needs the scope {scope}.")
+            raise Problem(
+                403,
+                "insufficient_scope",
+                "The token lacks a scope",
+                f"This endpoint needs the scope {scope}.",
+            )
         return principal
 
     return check

@@ -63,23 +63,30 @@ class SubmissionService:
         result = model.validate_structure(message)
         if has_errors(result.message_findings):
             raise Problem(
-                422, "invalid_message", "The message does not follow its model",
+                422,
+                "invalid_message",
+                "The message does not follow its model",
                 "Errors outside the items make the whole message unreadable; nothing was stored.",
                 extra={"findings": [f.as_dict() for f in result.message_findings]},
             )
         items = result.items
         if not items:
-            raise Problem(422, "no_items", "The message has no items",
-                          "Send at least one item or deletion.")
+            raise Problem(
+                422, "no_items", "The message has no items", "Send at least one item or deletion."
+            )
         if len(items) > self._rt.settings.max_items:
             raise Problem(
-                413, "too_many_items", "Too many items in one message",
+                413,
+                "too_many_items",
+                "Too many items in one message",
                 f"At most {self._rt.settings.max_items} items per message; split the delivery.",
             )
         for unit in {str(i.context.get(model.unit_field)) for i in items}:
             if unit != principal.unit:
                 raise Problem(
-                    403, "unit_mismatch", "The message is for another unit",
+                    403,
+                    "unit_mismatch",
+                    "The message is for another unit",
                     f"The token reports for {principal.unit}; a block names another "
                     "organisation number.",
                 )
@@ -89,8 +96,12 @@ class SubmissionService:
         receipt_id = receipt_id_for(principal.unit, scope)
         events: dict[int, Event] = {
             item.index: event_for_item(
-                model, item, unit=principal.unit, receipt_id=receipt_id,
-                body_sha256=body_sha256, recorded_time=received_at,
+                model,
+                item,
+                unit=principal.unit,
+                receipt_id=receipt_id,
+                body_sha256=body_sha256,
+                recorded_time=received_at,
             )
             for item in items
             if item.value is not None
@@ -112,18 +123,23 @@ class SubmissionService:
         if atomic and rejected:
             preview = ReceiptView.preview(new_receipt, stage="dry_run")
             raise Problem(
-                422, "rejected_atomic", "Items were rejected and atomic=true was asked",
+                422,
+                "rejected_atomic",
+                "Items were rejected and atomic=true was asked",
                 f"{rejected} of {len(items)} items have errors; nothing was stored.",
                 extra={"receipt": preview.as_dict()},
             )
         if dry_run:
-            return SubmissionResult(ReceiptView.preview(new_receipt, stage="dry_run").as_dict(),
-                                    replayed=False)
+            return SubmissionResult(
+                ReceiptView.preview(new_receipt, stage="dry_run").as_dict(), replayed=False
+            )
 
         outcome, stage = await self._rt.receipts.reserve(new_receipt)
         if outcome == "conflict":
             raise Problem(
-                409, "idempotency_conflict", "Idempotency-Key reused with another body",
+                409,
+                "idempotency_conflict",
+                "Idempotency-Key reused with another body",
                 "This key was used for a different message; use a new key for new content.",
             )
         if outcome == "existing" and stage != "received":
@@ -162,35 +178,45 @@ class SubmissionService:
         for item in items:
             event = events.get(item.index)
             if event is not None:
-                records.append(ProduceRecord(
-                    accepted_topic, event.key, model.event_codec.encode(event.to_avro()),
-                    (("event_id", event.event_id.encode()), *common),
-                ))
+                records.append(
+                    ProduceRecord(
+                        accepted_topic,
+                        event.key,
+                        model.event_codec.encode(event.to_avro()),
+                        (("event_id", event.event_id.encode()), *common),
+                    )
+                )
             else:
-                records.append(ProduceRecord(
-                    topics.quarantine,
-                    f"{principal.unit}\x1f{item.object_id or ''}".encode(),
-                    quarantine_codec.encode({
-                        "receipt_id": receipt.receipt_id,
-                        "item_index": item.index,
-                        "path": item.path,
-                        "unit": principal.unit,
-                        "message_type": model.message_type,
-                        "version": model.version,
-                        "object_id": item.object_id,
-                        "recorded_time": receipt.received_at,
-                        "item_json": orjson.dumps(item.raw).decode(),
-                        "findings": [f.as_dict() for f in item.findings],
-                    }),
-                    common,
-                ))
+                records.append(
+                    ProduceRecord(
+                        topics.quarantine,
+                        f"{principal.unit}\x1f{item.object_id or ''}".encode(),
+                        quarantine_codec.encode(
+                            {
+                                "receipt_id": receipt.receipt_id,
+                                "item_index": item.index,
+                                "path": item.path,
+                                "unit": principal.unit,
+                                "message_type": model.message_type,
+                                "version": model.version,
+                                "object_id": item.object_id,
+                                "recorded_time": receipt.received_at,
+                                "item_json": orjson.dumps(item.raw).decode(),
+                                "findings": [f.as_dict() for f in item.findings],
+                            }
+                        ),
+                        common,
+                    )
+                )
         started = time.perf_counter()
         try:
             await self._rt.event_log.produce(records)
         except LogUnavailableError as exc:
             self._rt.metrics.produce_errors.inc()
             raise Problem(
-                503, "log_unavailable", "The event log is not available",
+                503,
+                "log_unavailable",
+                "The event log is not available",
                 "Nothing was accepted. Retry later with the same Idempotency-Key.",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from exc

@@ -151,6 +151,12 @@ class Catalogue:
     def get(self, message_type: str, version: int) -> MessageModel | None:
         return self._models.get((message_type, version))
 
+    def require(self, message_type: str, version: int) -> MessageModel:
+        model = self.get(message_type, version)
+        if model is None:
+            raise KeyError(f"{message_type} v{version} is not in the catalogue")
+        return model
+
     def __iter__(self) -> Iterator[MessageModel]:
         return iter(sorted(self._models.values(), key=lambda m: (m.message_type, m.version)))
 

@@ -26,7 +26,9 @@ def receipt_id_for(unit: str, idempotency_scope: str) -> str:
 
 
 def event_id_for(unit: str, model_key: str, body_sha256: str, item_index: int) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"event\x1f{unit}\x1f{model_key}\x1f{body_sha256}\x1f{item_index}"))
+    return str(
+        uuid.uuid5(_NAMESPACE, f"event\x1f{unit}\x1f{model_key}\x1f{body_sha256}\x1f{item_index}")
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,11 @@ class StoreEngines:
 
 def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
-        url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
-        pool_size=pool_size, max_overflow=0,
+        url,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        pool_size=pool_size,
+        max_overflow=0,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -64,8 +67,12 @@ def create_engines(url: str) -> StoreEngines:
         reader = _sqlite_engine(url, begin="BEGIN", pool_size=4)
         return StoreEngines(writer, reader, "sqlite")
     engine = create_async_engine(
-        url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
-        pool_size=10, max_overflow=10, pool_pre_ping=True,
+        url,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
     )
     return StoreEngines(engine, engine, parsed.get_backend_name())
 

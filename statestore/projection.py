@@ -124,8 +124,12 @@ class StateRepository:
                         set_={"next_offset": stmt.excluded.next_offset},
                     ),
                     [
-                        {"consumer": consumer, "topic": tp.topic, "partition": tp.partition,
-                         "next_offset": off}
+                        {
+                            "consumer": consumer,
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "next_offset": off,
+                        }
                         for tp, off in next_offsets.items()
                     ],
                 )
@@ -141,34 +145,58 @@ class StateRepository:
         for chunk in _chunks(sorted(keys), 300):
             result = await conn.execute(
                 select(
-                    events.c.unit, events.c.message_type, events.c.object_id, events.c.event_id,
-                    events.c.version, events.c.action, events.c.valid_time,
-                    events.c.recorded_time, events.c.payload,
+                    events.c.unit,
+                    events.c.message_type,
+                    events.c.object_id,
+                    events.c.event_id,
+                    events.c.version,
+                    events.c.action,
+                    events.c.valid_time,
+                    events.c.recorded_time,
+                    events.c.payload,
                 )
                 .where(tuple_(events.c.unit, events.c.message_type, events.c.object_id).in_(chunk))
                 .order_by(events.c.valid_time, events.c.recorded_time, events.c.seq)
             )
             for r in result:
                 histories[(r.unit, r.message_type, r.object_id)].append(
-                    HistoryEntry(r.event_id, r.version, r.action, r.valid_time,
-                                 r.recorded_time, r.payload)
+                    HistoryEntry(
+                        r.event_id, r.version, r.action, r.valid_time, r.recorded_time, r.payload
+                    )
                 )
         rows = []
         for (unit, message_type, object_id), history in histories.items():
             folded = fold(history)
-            rows.append({
-                "unit": unit, "message_type": message_type, "object_id": object_id,
-                "version": folded.version, "state": folded.state, "deleted": folded.deleted,
-                "event_count": folded.event_count, "last_event_id": folded.last_event_id,
-                "valid_time": folded.valid_time, "updated_at": now,
-            })
+            rows.append(
+                {
+                    "unit": unit,
+                    "message_type": message_type,
+                    "object_id": object_id,
+                    "version": folded.version,
+                    "state": folded.state,
+                    "deleted": folded.deleted,
+                    "event_count": folded.event_count,
+                    "last_event_id": folded.last_event_id,
+                    "valid_time": folded.valid_time,
+                    "updated_at": now,
+                }
+            )
         stmt = insert_for(self._engines.dialect, objects)
         await conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["unit", "message_type", "object_id"],
-                set_={c: getattr(stmt.excluded, c) for c in (
-                    "version", "state", "deleted", "event_count", "last_event_id",
-                    "valid_time", "updated_at")},
+                set_={
+                    c: getattr(stmt.excluded, c)
+                    for c in (
+                        "version",
+                        "state",
+                        "deleted",
+                        "event_count",
+                        "last_event_id",
+                        "valid_time",
+                        "updated_at",
+                    )
+                },
             ),
             rows,
         )
@@ -187,8 +215,16 @@ class StateRepository:
         if row is None:
             return None
         return ObjectView(
-            row.unit, row.message_type, row.object_id, row.version, row.state, row.deleted,
-            row.event_count, row.last_event_id, row.valid_time, row.updated_at,
+            row.unit,
+            row.message_type,
+            row.object_id,
+            row.version,
+            row.state,
+            row.deleted,
+            row.event_count,
+            row.last_event_id,
+            row.valid_time,
+            row.updated_at,
         )
 
     async def count_events(self) -> int:
@@ -207,13 +243,23 @@ async def _existing_event_ids(conn: AsyncConnection, ids: list[str]) -> set[str]
 def _event_row(sourced: SourcedEvent, now: datetime) -> dict[str, Any]:
     e = sourced.event
     return {
-        "event_id": e.event_id, "unit": e.unit, "message_type": e.message_type,
-        "version": e.version, "object_id": e.object_id, "action": e.action,
-        "valid_time": e.valid_time, "recorded_time": e.recorded_time,
-        "clinical_time": e.clinical_time, "receipt_id": e.receipt_id,
-        "item_index": e.item_index, "context": e.context, "payload": e.payload,
-        "source_topic": sourced.topic, "source_partition": sourced.partition,
-        "source_offset": sourced.offset, "applied_at": now,
+        "event_id": e.event_id,
+        "unit": e.unit,
+        "message_type": e.message_type,
+        "version": e.version,
+        "object_id": e.object_id,
+        "action": e.action,
+        "valid_time": e.valid_time,
+        "recorded_time": e.recorded_time,
+        "clinical_time": e.clinical_time,
+        "receipt_id": e.receipt_id,
+        "item_index": e.item_index,
+        "context": e.context,
+        "payload": e.payload,
+        "source_topic": sourced.topic,
+        "source_partition": sourced.partition,
+        "source_offset": sourced.offset,
+        "applied_at": now,
     }
 
 

@@ -94,16 +94,22 @@ class ReceiptView:
             received_at=receipt.received_at,
             stage=stage,
             items=[
-                ReceiptItemView(i.item_index, i.path, i.object_id, i.event_id, i.outcome,
-                                i.findings)
+                ReceiptItemView(
+                    i.item_index, i.path, i.object_id, i.event_id, i.outcome, i.findings
+                )
                 for i in receipt.items
             ],
         )
 
     @property
     def counts(self) -> dict[str, int]:
-        counts = {"items": len(self.items), "accepted": 0, "rejected": 0, "applied": 0,
-                  "duplicate": 0}
+        counts = {
+            "items": len(self.items),
+            "accepted": 0,
+            "rejected": 0,
+            "applied": 0,
+            "duplicate": 0,
+        }
         for item in self.items:
             if item.status == "rejected":
                 counts["rejected"] += 1

@@ -66,8 +66,14 @@ class ItemSpec:
         action = spec["action"]
         if isinstance(action, str):
             return cls(
-                array_field, record_name, spec["objectId"], action, None, {},
-                spec.get("clinicalTime"), spec.get("validTime"),
+                array_field,
+                record_name,
+                spec["objectId"],
+                action,
+                None,
+                {},
+                spec.get("clinicalTime"),
+                spec.get("validTime"),
             )
         return cls(
             array_field,
@@ -132,9 +138,7 @@ def _wrong_type(expected: str) -> Node:
     finding_rule = rule("STR-002")
 
     def report(value: Any, path: str, ctx: _Context) -> Any:
-        ctx.findings.append(
-            finding_rule.finding(path, expected=expected, actual=_type_name(value))
-        )
+        ctx.findings.append(finding_rule.finding(path, expected=expected, actual=_type_name(value)))
         return INVALID
 
     return report
@@ -424,9 +428,7 @@ def _number_node(ann: dict[str, Any]) -> Node:
         if type(value) not in (int, float):
             return report(value, path, ctx)
         if (low is not None and value < low) or (high is not None and value > high):
-            ctx.findings.append(
-                range_rule.finding(path, value=value, minimum=low, maximum=high)
-            )
+            ctx.findings.append(range_rule.finding(path, value=value, minimum=low, maximum=high))
             return INVALID
         return float(value)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from receiver.responses import OrjsonResponse
 
 from receiver.deps import RuntimeDep
 from receiver.problems import Problem
+from receiver.responses import OrjsonResponse
 from validators.rules import load_catalogue as load_rules
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -16,8 +16,12 @@ router = APIRouter(prefix="/v1", tags=["models"])
 async def list_message_types(runtime: RuntimeDep) -> OrjsonResponse:
     return OrjsonResponse(
         [
-            {"message_type": m.message_type, "version": m.version, "doc": m.doc,
-             "href": f"/v1/message-types/{m.message_type}/{m.version}"}
+            {
+                "message_type": m.message_type,
+                "version": m.version,
+                "doc": m.doc,
+                "href": f"/v1/message-types/{m.message_type}/{m.version}",
+            }
             for m in runtime.catalogue
         ]
     )

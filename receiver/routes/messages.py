@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
-from receiver.responses import OrjsonResponse
 
 from receiver.deps import Reporter, RuntimeDep, SubmissionsDep
 from receiver.problems import Problem
+from receiver.responses import OrjsonResponse
 from receiver.submission import SubmissionMeta
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
@@ -40,16 +40,18 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> Problem:
-    return Problem(413, "payload_too_large", "The body is too large",
-                   f"At most {limit} bytes per message.")
+    return Problem(
+        413, "payload_too_large", "The body is too large", f"At most {limit} bytes per message."
+    )
 
 
 def parse_json(request: Request, body: bytes) -> Any:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
-        raise Problem(415, "unsupported_media_type", "Send JSON",
-                      "Content-Type must be application/json.")
+        raise Problem(
+            415, "unsupported_media_type", "Send JSON", "Content-Type must be application/json."
+        )
     if not body.strip():
         raise Problem(400, "malformed_json", "The body is not valid JSON", "The body is empty.")
     try:
@@ -72,8 +74,9 @@ async def submit_message(
     runtime: RuntimeDep,
     submissions: SubmissionsDep,
     dry_run: Annotated[bool, Query(description="Validate only; store nothing.")] = False,
-    atomic: Annotated[bool, Query(description="Reject the whole message if any item fails.")]
-    = False,
+    atomic: Annotated[
+        bool, Query(description="Reject the whole message if any item fails.")
+    ] = False,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     x_vendor_name: Annotated[str | None, Header(max_length=200)] = None,
     x_software_name: Annotated[str | None, Header(max_length=200)] = None,
@@ -81,8 +84,12 @@ async def submit_message(
 ) -> OrjsonResponse:
     model = runtime.catalogue.get(message_type, version)
     if model is None:
-        raise Problem(404, "unknown_message_type", "Unknown message type or version",
-                      f"{message_type} v{version} is not published; see GET /v1/message-types.")
+        raise Problem(
+            404,
+            "unknown_message_type",
+            "Unknown message type or version",
+            f"{message_type} v{version} is not published; see GET /v1/message-types.",
+        )
     body = await read_body(request, runtime.settings.max_body_bytes)
     message = parse_json(request, body)
     meta = SubmissionMeta(

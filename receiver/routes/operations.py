@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-
-from receiver.responses import OrjsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from eventlog.port import LogUnavailableError
 from receiver.deps import RuntimeDep
+from receiver.responses import OrjsonResponse
 
 router = APIRouter(tags=["operations"])
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from receiver.responses import OrjsonResponse
 
 from receiver.deps import Reporter, RuntimeDep
 from receiver.problems import Problem
+from receiver.responses import OrjsonResponse
 
 router = APIRouter(prefix="/v1", tags=["receipts"])
 
@@ -16,5 +16,7 @@ async def get_receipt(receipt_id: str, principal: Reporter, runtime: RuntimeDep)
     receipt = await runtime.receipts.get(receipt_id)
     # Another unit's receipt is answered exactly like a missing one.
     if receipt is None or receipt.unit != principal.unit:
-        raise Problem(404, "not_found", "No such receipt", f"No receipt {receipt_id} for this unit.")
+        raise Problem(
+            404, "not_found", "No such receipt", f"No receipt {receipt_id} for this unit."
+        )
     return OrjsonResponse(receipt.as_dict())

@@ -1,0 +1,246 @@
+"""The state-store contract. Every store runs these same tests: add its URL factory to
+``STORES`` below."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, text
+
+from consumers.fold import fold_upserts
+from eventlog.port import TopicPartition
+from schemas.events import Event
+from statestore.engine import StoreEngines, create_engines
+from statestore.migrate import upgrade
+from statestore.projection import (
+    FoldedState,
+    HistoryEntry,
+    SourcedEvent,
+    StateRepository,
+)
+from statestore.receipts import NewReceipt, NewReceiptItem, ReceiptRepository
+from statestore.tables import metadata
+
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+
+
+def _sqlite(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'state.sqlite3'}"
+
+
+STORES: dict[str, Callable[[Path], str]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+async def engines(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreEngines]:
+    url = STORES[request.param](tmp_path)
+    await upgrade(url)
+    engines = create_engines(url)
+    yield engines
+    await engines.dispose()
+
+
+def _event(
+    object_id: str,
+    *,
+    status: int,
+    valid: datetime,
+    recorded: datetime,
+    action: str = "upsert",
+    receipt_id: str = "r-1",
+    index: int = 0,
+    unit: str = "974152533",
+) -> Event:
+    return Event(
+        event_id=str(uuid.uuid4()),
+        receipt_id=receipt_id,
+        item_index=index,
+        unit=unit,
+        message_type="HST_Avtale",
+        version=1,
+        object_id=object_id,
+        action=action,
+        valid_time=valid,
+        recorded_time=recorded,
+        clinical_time=None,
+        context={"orgNr": unit},
+        payload={"avtaleId": object_id, "oppmoteStatus": status},
+        payload_type="no.kpr.hst.avtale.v1.Avtale",
+    )
+
+
+def _sourced(events: Sequence[Event], start: int = 0) -> list[SourcedEvent]:
+    return [SourcedEvent(e, "t", 0, start + i) for i, e in enumerate(events)]
+
+
+async def test_migrations_create_exactly_the_declared_tables(engines: StoreEngines) -> None:
+    def diff(conn: Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+    async with engines.writer.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_upgrade_is_idempotent(engines: StoreEngines) -> None:
+    await upgrade(engines.writer.url.render_as_string(hide_password=False))
+
+
+async def test_apply_stores_history_state_and_offsets_together(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    tp = TopicPartition("t", 0)
+    e1 = _event("A", status=1, valid=T0, recorded=T0)
+    e2 = _event("A", status=2, valid=T0 + timedelta(hours=1), recorded=T0 + timedelta(hours=1))
+    result = await repo.apply("projector", _sourced([e1, e2]), {tp: 2}, fold_upserts)
+    assert result.applied == 2
+    state = await repo.get_object("974152533", "HST_Avtale", "A")
+    assert state is not None
+    assert (state.state, state.event_count, state.last_event_id) == (e2.payload, 2, e2.event_id)
+    assert state.valid_time == e2.valid_time
+    assert await repo.load_offsets("projector") == {tp: 2}
+    assert await repo.load_offsets("someone-else") == {}
+
+
+async def test_duplicates_change_nothing(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    e1 = _event("A", status=1, valid=T0, recorded=T0)
+    await repo.apply("projector", _sourced([e1]), {TopicPartition("t", 0): 1}, fold_upserts)
+    again = await repo.apply(
+        "projector", _sourced([e1, e1], start=1), {TopicPartition("t", 0): 3}, fold_upserts
+    )
+    assert (again.applied, again.duplicates) == (0, 2)
+    assert await repo.count_events() == 1
+    state = await repo.get_object("974152533", "HST_Avtale", "A")
+    assert state is not None
+    assert state.event_count == 1
+
+
+async def test_a_late_event_refolds_by_valid_time(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    newer = _event("A", status=2, valid=T0 + timedelta(days=1), recorded=T0)
+    older = _event("A", status=1, valid=T0, recorded=T0 + timedelta(days=2))
+    await repo.apply("p", _sourced([newer]), {}, fold_upserts)
+    await repo.apply("p", _sourced([older], start=1), {}, fold_upserts)
+    state = await repo.get_object("974152533", "HST_Avtale", "A")
+    assert state is not None
+    assert state.state == newer.payload  # arrival order does not decide; valid time does
+    assert state.event_count == 2
+
+
+async def test_a_failed_batch_leaves_nothing_behind(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+
+    def broken_fold(history: Sequence[HistoryEntry]) -> FoldedState:
+        raise RuntimeError("fold failed")
+
+    with pytest.raises(RuntimeError):
+        await repo.apply(
+            "p",
+            _sourced([_event("A", status=1, valid=T0, recorded=T0)]),
+            {TopicPartition("t", 0): 1},
+            broken_fold,
+        )
+    assert await repo.count_events() == 0
+    assert await repo.load_offsets("p") == {}
+    assert await repo.get_object("974152533", "HST_Avtale", "A") is None
+
+
+def _receipt(receipt_id: str, body: str, events: Sequence[Event]) -> NewReceipt:
+    items = [
+        NewReceiptItem(
+            e.item_index, f"/0/avtale/{e.item_index}", e.object_id, e.event_id, "accepted", []
+        )
+        for e in events
+    ]
+    items.append(
+        NewReceiptItem(len(items), "/0/avtale/9", None, None, "rejected", [{"rule_id": "STR-001"}])
+    )
+    return NewReceipt(
+        receipt_id=receipt_id,
+        unit="974152533",
+        message_type="HST_Avtale",
+        version=1,
+        vendor="Vendor",
+        software="EPJ",
+        software_version="1.0",
+        idempotency_key="k",
+        body_sha256=body,
+        received_at=T0,
+        items=items,
+    )
+
+
+async def test_receipt_lifecycle_and_derived_statuses(engines: StoreEngines) -> None:
+    receipts = ReceiptRepository(engines)
+    state = StateRepository(engines)
+    e = _event("A", status=1, valid=T0, recorded=T0, receipt_id="r-1")
+    assert await receipts.reserve(_receipt("r-1", "a" * 64, [e])) == ("created", "received")
+    assert await receipts.reserve(_receipt("r-1", "a" * 64, [e])) == ("existing", "received")
+    assert await receipts.reserve(_receipt("r-1", "b" * 64, [e])) == ("conflict", "received")
+    view = await receipts.get("r-1")
+    assert view is not None
+    assert view.status == "received"
+
+    await receipts.mark_validated("r-1")
+    view = await receipts.get("r-1")
+    assert view is not None
+    assert (view.status, [i.status for i in view.items]) == (
+        "partially_accepted",
+        ["accepted", "rejected"],
+    )
+
+    await state.apply("p", _sourced([e]), {}, fold_upserts)
+    view = await receipts.get("r-1")
+    assert view is not None
+    assert (view.status, [i.status for i in view.items]) == (
+        "partially_applied",
+        ["applied", "rejected"],
+    )
+    assert view.counts == {"items": 2, "accepted": 1, "rejected": 1, "applied": 1, "duplicate": 0}
+
+    # The same event reported again under another receipt is a duplicate there.
+    await receipts.reserve(_receipt("r-2", "c" * 64, [e]))
+    await receipts.mark_validated("r-2")
+    view = await receipts.get("r-2")
+    assert view is not None
+    assert [i.status for i in view.items] == ["duplicate", "rejected"]
+    assert await receipts.get("missing") is None
+
+
+async def test_timestamps_come_back_in_utc(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    oslo = datetime(2024, 5, 10, 9, 30, tzinfo=UTC).astimezone()
+    e = _event("A", status=1, valid=oslo, recorded=oslo)
+    await repo.apply("p", _sourced([e]), {}, fold_upserts)
+    state = await repo.get_object("974152533", "HST_Avtale", "A")
+    assert state is not None
+    assert state.valid_time == oslo
+    assert state.valid_time.tzinfo is UTC
+
+
+async def test_sqlite_pragmas(tmp_path: Path) -> None:
+    url = _sqlite(tmp_path)
+    await upgrade(url)
+    engines = create_engines(url)
+    try:
+        async with engines.writer.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            fks = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+            busy = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
+        assert (mode, fks, busy) == ("wal", 1, 15000)
+        # BEGIN IMMEDIATE: a write transaction holds the write lock from its first statement.
+        import sqlite3
+
+        async with engines.writer.begin() as conn:
+            await conn.execute(text("SELECT 1"))
+            other = sqlite3.connect(tmp_path / "state.sqlite3", timeout=0.05)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    finally:
+        await engines.dispose()

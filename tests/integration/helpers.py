@@ -1,0 +1,60 @@
+"""Helpers for tests that talk to the API."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+EXAMPLES = (
+    Path(__file__).resolve().parents[2] / "schemas" / "models" / "HST_Avtale" / "1" / "examples"
+)
+
+
+def example_message(name: str = "valid/example.json") -> list[dict[str, Any]]:
+    return copy.deepcopy(json.loads((EXAMPLES / name).read_text(encoding="utf-8")))
+
+
+def appointment(
+    object_id: str, *, status: int = 1, unit: str = "974152533"
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "orgNr": unit,
+            "kommuneNr": "0301",
+            "avtale": [
+                {
+                    "avtaleId": object_id,
+                    "datoTid": "2024-05-10T09:30:00+02:00",
+                    "konsultasjonType": "PQ",
+                    "oppmoteStatus": status,
+                    "avdeling": {"lokalenhetId": "HS-1"},
+                    "person": {"personId": f"P-{object_id}"},
+                }
+            ],
+        }
+    ]
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient,
+    receipt_id: str,
+    headers: dict[str, str],
+    statuses: set[str],
+    timeout: float = 20.0,
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        response = await client.get(f"/v1/receipts/{receipt_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] in statuses:
+            return body
+        if loop.time() > deadline:
+            raise AssertionError(f"receipt stayed {body['status']}, wanted {statuses}")
+        await asyncio.sleep(0.05)

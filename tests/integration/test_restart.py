@@ -1,0 +1,210 @@
+"""Stopping ``intake serve`` in the middle of a stream loses no accepted item and applies none
+twice: a real server process is stopped (SIGTERM) or killed (SIGKILL) while a client sends, then
+started again on the same data dir; the client retries what got no 202 with the same key."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import UNIT
+from tests.integration.helpers import appointment
+
+pytestmark = pytest.mark.slow
+
+INTAKE = str(Path(sys.executable).parent / "intake")
+MESSAGES = 60
+OBJECTS = 12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, port: int, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [INTAKE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                if self.process.poll() is not None:
+                    raise AssertionError(f"server died:\n{self.log_path.read_text()[-3000:]}")
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"server never became ready:\n{self.log_path.read_text()[-3000:]}")
+
+    async def stop(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        await asyncio.to_thread(self.process.wait, 30)
+
+    def token(self) -> str:
+        return subprocess.run(
+            [INTAKE, "dev-token", "--orgnr", UNIT, "--data-dir", str(self.data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data", _free_port(), tmp_path / "server.log")
+    yield srv
+    if srv.process is not None and srv.process.poll() is None:
+        srv.process.kill()
+        srv.process.wait()
+
+
+async def _send_until_accepted(
+    client: httpx.AsyncClient,
+    server: Server,
+    body: Any,
+    key: str,
+    token: str,
+    failed_attempts: list[str],
+) -> str:
+    """What a well-behaved EPJ does: retry with the same key until it gets 202."""
+    while True:
+        try:
+            response = await client.post(
+                f"{server.url}/v1/messages/HST_Avtale/1",
+                json=body,
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+            )
+        except httpx.TransportError:
+            failed_attempts.append(key)
+            await asyncio.sleep(0.05)
+            continue
+        if response.status_code == 202:
+            receipt_id: str = response.json()["receipt_id"]
+            return receipt_id
+        assert response.status_code == 503, response.text
+        failed_attempts.append(key)
+        await asyncio.sleep(0.05)
+
+
+async def _stream_with_restarts(
+    server: Server, kill_after: list[int], sig: signal.Signals
+) -> tuple[list[str], dict[str, int]]:
+    await server.start()
+    token = server.token()
+    receipts: list[str] = []
+    expected: dict[str, int] = {}
+    restarts: list[asyncio.Task[None]] = []
+    failed_attempts: list[str] = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        for i in range(MESSAGES):
+            if i in kill_after:
+                # Stop the server while the next requests are already on their way.
+                async def restart() -> None:
+                    await asyncio.sleep(0.01)
+                    await server.stop(sig)
+                    await asyncio.sleep(0.2)
+                    await server.start()
+
+                restarts.append(asyncio.create_task(restart()))
+            object_id = f"obj-{i % OBJECTS}"
+            receipts.append(
+                await _send_until_accepted(
+                    client,
+                    server,
+                    appointment(object_id, status=i % 90),
+                    f"k-{i}",
+                    token,
+                    failed_attempts,
+                )
+            )
+            expected[object_id] = i % 90
+        await asyncio.gather(*restarts)
+        assert len(restarts) == len(kill_after)
+        # The stops really interrupted the stream: some requests failed and were retried.
+        assert failed_attempts
+        for receipt_id in receipts:
+            for _ in range(400):
+                response = await client.get(
+                    f"{server.url}/v1/receipts/{receipt_id}",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                if response.json()["status"] == "applied":
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"receipt {receipt_id} never applied: {response.text}")
+    await server.stop(signal.SIGTERM)
+    return receipts, expected
+
+
+def _check_store(data_dir: Path, expected: dict[str, int]) -> None:
+    db = sqlite3.connect(data_dir / "state.sqlite3")
+    try:
+        events = db.execute("SELECT count(*), count(DISTINCT receipt_id) FROM events").fetchone()
+        assert events == (MESSAGES, MESSAGES), "every accepted item exactly once in the history"
+        rows = db.execute(
+            "SELECT object_id, event_count, json_extract(state, '$.oppmoteStatus') FROM objects"
+        ).fetchall()
+        assert {oid: status for oid, _, status in rows} == expected
+        assert {oid: count for oid, count, _ in rows} == {
+            f"obj-{k}": MESSAGES // OBJECTS for k in range(OBJECTS)
+        }
+        log = sqlite3.connect(data_dir / "eventlog.sqlite3")
+        try:
+            end = dict(
+                log.execute(
+                    "SELECT partition, next_offset FROM partitions WHERE topic = ?",
+                    ("intake.accepted.HST_Avtale.v1",),
+                ).fetchall()
+            )
+        finally:
+            log.close()
+        stored = dict(
+            db.execute(
+                "SELECT partition, next_offset FROM consumer_offsets WHERE consumer = 'projector'"
+            ).fetchall()
+        )
+        assert {p: o for p, o in stored.items() if o} == {p: o for p, o in end.items() if o}
+    finally:
+        db.close()
+
+
+async def test_graceful_stop_mid_stream_loses_nothing(server: Server) -> None:
+    _, expected = await _stream_with_restarts(server, [20], signal.SIGTERM)
+    _check_store(server.data_dir, expected)
+
+
+async def test_killed_mid_stream_loses_nothing_and_applies_nothing_twice(server: Server) -> None:
+    _, expected = await _stream_with_restarts(server, [15, 40], signal.SIGKILL)
+    _check_store(server.data_dir, expected)

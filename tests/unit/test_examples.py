@@ -1,0 +1,87 @@
+"""Every published example of every model runs through validation, the Avro round trip and the
+fold, and produces exactly the findings its ``.expected.json`` names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from consumers.fold import fold_upserts
+from schemas.catalogue import Example, MessageModel, load_catalogue
+from schemas.events import Event, event_for_item
+from statestore.projection import HistoryEntry
+from validators.findings import has_errors
+
+CASES = [
+    pytest.param(model, example, id=f"{model.key}:{example.name}")
+    for model in load_catalogue()
+    for example in model.examples
+]
+
+
+def test_every_model_has_valid_and_invalid_examples() -> None:
+    for model in load_catalogue():
+        kinds = {e.valid for e in model.examples}
+        assert kinds == {True, False}, f"{model.key} needs valid and invalid examples"
+
+
+@pytest.mark.parametrize(("model", "example"), CASES)
+def test_example_findings(model: MessageModel, example: Example) -> None:
+    result = model.validate_structure(example.message)
+    if example.valid:
+        assert result.message_findings == []
+        assert result.items, "a valid example has items"
+        assert all(item.findings == [] and item.value is not None for item in result.items)
+        return
+    expected = example.expected
+    assert expected, f"{example.name} needs {example.name}.expected.json"
+    got_message = [{"rule_id": f.rule_id, "path": f.path} for f in result.message_findings]
+    if expected["message_rejected"]:
+        assert got_message == expected["message"]
+        return
+    assert got_message == []
+    got_items = {
+        item.path: [{"rule_id": f.rule_id, "path": f.path} for f in item.findings]
+        for item in result.items
+    }
+    assert got_items == expected["items"]
+
+
+@pytest.mark.parametrize(("model", "example"), CASES)
+def test_example_events_round_trip_and_fold(model: MessageModel, example: Example) -> None:
+    catalogue = load_catalogue()
+    result = model.validate_structure(example.message)
+    if has_errors(result.message_findings):
+        return  # refused as a whole: no events
+    recorded = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+    events = [
+        event_for_item(
+            model,
+            item,
+            unit="974152533",
+            receipt_id="r-1",
+            body_sha256="0" * 64,
+            recorded_time=recorded,
+        )
+        for item in result.items
+        if item.value is not None
+    ]
+    for event in events:
+        encoded = model.event_codec.encode(event.to_avro())
+        assert encoded[:2] == b"\xc3\x01"
+        assert Event.from_avro(catalogue.codecs.decode(encoded)) == event
+        folded = fold_upserts(
+            [
+                HistoryEntry(
+                    event.event_id,
+                    event.version,
+                    event.action,
+                    event.valid_time,
+                    event.recorded_time,
+                    event.payload,
+                )
+            ]
+        )
+        assert folded.event_count == 1
+        assert folded.deleted is (event.action == "delete")
