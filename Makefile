@@ -26,8 +26,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Starts Apache Kafka and PostgreSQL on loopback for the tests that need them (deploy/).
 pytest: $(STAMP)
-	$(BIN)/pytest
+	deploy/with-services.sh $(BIN)/pytest
 
 test: lint typecheck pytest
 

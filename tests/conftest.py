@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +30,27 @@ def require_service(env_var: str, what: str) -> str:
     if os.environ.get("INTAKE_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{what} is required here (INTAKE_REQUIRE_SERVICES=1) but {env_var} is unset")
     pytest.skip(f"{what} not available: set {env_var} (make test starts it)")
+
+
+async def fresh_postgres_database(server_url: str) -> str:
+    """A new, empty database on the test server; returns its SQLAlchemy URL."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from statestore.projection import (
 )
 from statestore.receipts import NewReceipt, NewReceiptItem, ReceiptRepository
 from statestore.tables import metadata
+from tests.conftest import fresh_postgres_database, require_service
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -34,12 +35,28 @@ def _sqlite(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'state.sqlite3'}"
 
 
-STORES: dict[str, Callable[[Path], str]] = {"sqlite": _sqlite}
+async def _sqlite_store(tmp_path: Path) -> str:
+    return _sqlite(tmp_path)
 
 
-@pytest.fixture(params=sorted(STORES))
+async def _postgres_store(tmp_path: Path) -> str:
+    return await fresh_postgres_database(require_service("INTAKE_TEST_POSTGRES_URL", "PostgreSQL"))
+
+
+STORES: dict[str, Callable[[Path], Awaitable[str]]] = {
+    "sqlite": _sqlite_store,
+    "postgresql": _postgres_store,
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.postgres] if name == "postgresql" else [])
+        for name in sorted(STORES)
+    ]
+)
 async def engines(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreEngines]:
-    url = STORES[request.param](tmp_path)
+    url = await STORES[request.param](tmp_path)
     await upgrade(url)
     engines = create_engines(url)
     yield engines
