@@ -32,6 +32,7 @@ from statestore.projection import SourcedEvent
 log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "projector"
+LAG_INTERVAL_SECONDS = 5.0
 
 
 class TooManyPoisonRecordsError(RuntimeError):
@@ -72,6 +73,9 @@ class Projector:
                 log.warning("projector paused: %s; retrying in %.1fs", type(exc).__name__, backoff)
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 10.0)
+            except Exception:
+                log.exception("projector stopped")
+                raise
             finally:
                 self.healthy = False
                 await consumer.close()
@@ -79,7 +83,12 @@ class Projector:
     async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
         settings = self._rt.settings
         metrics = self._rt.metrics
+        positions = dict(await self._rt.state.load_offsets(CONSUMER_NAME))
+        lag_reported = 0.0
         while not stop.is_set():
+            if time.monotonic() - lag_reported >= LAG_INTERVAL_SECONDS:
+                await self._report_lag(positions)
+                lag_reported = time.monotonic()
             records = await consumer.getmany(
                 max_records=settings.projector_batch_size, timeout=settings.consumer_poll_seconds
             )
@@ -97,6 +106,13 @@ class Projector:
                 outcome = "applied" if fresh else "duplicate"
                 metrics.events_applied.labels(event.message_type, outcome).inc()
             await consumer.commit(next_offsets)
+            positions.update(next_offsets)
+
+    async def _report_lag(self, positions: Mapping[TopicPartition, int]) -> None:
+        for topic in self._rt.accepted_topics():
+            ends = await self._rt.event_log.end_offsets(topic)
+            lag = sum(max(0, end - positions.get(tp, 0)) for tp, end in ends.items())
+            self._rt.metrics.consumer_lag.labels(CONSUMER_NAME, topic).set(lag)
 
     def _decode(
         self, records: list[ConsumedRecord]

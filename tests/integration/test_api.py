@@ -349,6 +349,11 @@ async def test_operations_endpoints(
     assert 'intake_events_applied_total{message_type="HST_Avtale",result="applied"} 1.0' in text
     assert 'route="/v1/messages/{message_type}/{version}"' in text
     assert "intake_produce_duration_seconds_count 1.0" in text
+    assert "intake_apply_duration_seconds_count" in text
+    assert (
+        'intake_consumer_lag_records{consumer="projector",topic="intake.accepted.HST_Avtale.v1"}'
+        in text
+    )
     assert UNIT not in text  # no unit ids as labels
 
 
