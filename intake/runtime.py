@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from eventlog.embedded import EmbeddedEventLog
+from eventlog.kafka import KafkaEventLog
 from eventlog.port import EventLog
 from eventlog.topics import Topics
 from intake.metrics import Metrics
@@ -39,6 +40,16 @@ class Runtime:
 
 
 def build_event_log(settings: Settings) -> EventLog:
+    if settings.event_log == "kafka":
+        assert settings.kafka_bootstrap_servers is not None  # checked by Settings
+        return KafkaEventLog(
+            settings.kafka_bootstrap_servers,
+            default_partitions=settings.topic_partitions,
+            compression_type=None
+            if settings.kafka_compression == "none"
+            else settings.kafka_compression,
+            timeout=settings.produce_timeout_seconds,
+        )
     return EmbeddedEventLog(
         settings.embedded_log_path, default_partitions=settings.topic_partitions
     )

@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".intake")
 
     # --- event log -------------------------------------------------------------------------
-    event_log: Literal["embedded"] = "embedded"
+    event_log: Literal["embedded", "kafka"] = "embedded"
+    kafka_bootstrap_servers: str | None = None
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     topic_prefix: str = "intake"
     topic_partitions: int = Field(default=3, ge=1, le=256)
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
+        if self.event_log == "kafka" and not self.kafka_bootstrap_servers:
+            raise ValueError("INTAKE_KAFKA_BOOTSTRAP_SERVERS is needed when INTAKE_EVENT_LOG=kafka")
         if self.auth_issuer and self.auth_jwks_file is None:
             raise ValueError("INTAKE_AUTH_JWKS_FILE is required when INTAKE_AUTH_ISSUER is set")
         if self.environment == "production" and self.auth_issuer is None:

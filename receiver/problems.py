@@ -7,8 +7,9 @@ What each code means for the message:
   ``payload_too_large``, ``no_items``, ``invalid_message``, ``unauthorized``, ``forbidden``,
   ``unit_mismatch``, ``idempotency_conflict``, ``not_found``, ``invalid_request``): refused as
   sent; nothing was stored; do not retry unchanged.
-* ``log_unavailable`` (503, with ``Retry-After``): nothing was accepted; retry later with the same
-  ``Idempotency-Key``.
+* ``log_unavailable`` (503, with ``Retry-After``): the message was not accepted; retry later with
+  the same ``Idempotency-Key``. On Kafka part of it may have reached the log; its deterministic
+  event ids make the retry apply every item exactly once.
 """
 
 from __future__ import annotations

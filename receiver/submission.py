@@ -217,7 +217,8 @@ class SubmissionService:
                 503,
                 "log_unavailable",
                 "The event log is not available",
-                "Nothing was accepted. Retry later with the same Idempotency-Key.",
+                "The message was not accepted. Retry later with the same Idempotency-Key; "
+                "whatever part of it reached the log is applied only once.",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from exc
         self._rt.metrics.produce_duration.observe(time.perf_counter() - started)

@@ -103,18 +103,28 @@ class StateRepository:
         now = datetime.now(UTC)
         dialect = self._engines.dialect
         async with self._engines.writer.begin() as conn:
-            ids = list({s.event.event_id for s in batch})
-            seen = await _existing_event_ids(conn, ids)
-            rows = []
+            # In arrival order: the history's sequence number breaks ties in the fold.
+            unique: dict[str, SourcedEvent] = {}
             for sourced in batch:
-                e = sourced.event
-                if e.event_id in seen:
-                    continue
-                seen.add(e.event_id)
-                rows.append(_event_row(sourced, now))
-            if rows:
-                await conn.execute(events.insert(), rows)
-                touched = {(r["unit"], r["message_type"], r["object_id"]) for r in rows}
+                unique.setdefault(sourced.event.event_id, sourced)
+            inserted: set[str] = set()
+            if unique:
+                # ON CONFLICT DO NOTHING ... RETURNING names the events that are new, even when
+                # another projector instance inserts the same events concurrently.
+                stmt = (
+                    insert_for(dialect, events)
+                    .on_conflict_do_nothing(index_elements=["event_id"])
+                    .returning(events.c.event_id)
+                )
+                rows = [_event_row(s, now) for s in unique.values()]
+                result = await conn.execute(stmt, rows)
+                inserted = {r[0] for r in result}
+            if inserted:
+                touched = {
+                    (s.event.unit, s.event.message_type, s.event.object_id)
+                    for event_id, s in unique.items()
+                    if event_id in inserted
+                }
                 await self._refold(conn, touched, fold, now)
             if next_offsets:
                 stmt = insert_for(dialect, consumer_offsets)
@@ -134,8 +144,7 @@ class StateRepository:
                     ],
                 )
         return ApplyResult(
-            applied_event_ids=frozenset(r["event_id"] for r in rows),
-            duplicates=len(batch) - len(rows),
+            applied_event_ids=frozenset(inserted), duplicates=len(batch) - len(inserted)
         )
 
     async def _refold(
@@ -230,14 +239,6 @@ class StateRepository:
     async def count_events(self) -> int:
         async with self._engines.reader.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
-
-
-async def _existing_event_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(ids, 500):
-        result = await conn.execute(select(events.c.event_id).where(events.c.event_id.in_(chunk)))
-        found.update(r[0] for r in result)
-    return found
 
 
 def _event_row(sourced: SourcedEvent, now: datetime) -> dict[str, Any]:

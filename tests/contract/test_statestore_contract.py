@@ -261,3 +261,12 @@ async def test_sqlite_pragmas(tmp_path: Path) -> None:
             other.close()
     finally:
         await engines.dispose()
+
+
+async def test_arrival_order_breaks_ties_within_a_batch(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    same = [_event("A", status=s, valid=T0, recorded=T0, index=s) for s in (1, 2, 3)]
+    await repo.apply("p", _sourced(same), {}, fold_upserts)
+    state = await repo.get_object("974152533", "HST_Avtale", "A")
+    assert state is not None
+    assert state.state == same[-1].payload

@@ -1,0 +1,101 @@
+"""The same pipeline on the production adapters: Apache Kafka and PostgreSQL, real servers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from eventlog.kafka import KafkaEventLog
+from intake.settings import Settings
+from receiver.app import create_app
+from receiver.auth import DevIssuer
+from tests.conftest import UNIT, fresh_postgres_database, require_service, running_app
+from tests.integration.helpers import appointment, example_message, wait_for_status
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+URL = "/v1/messages/HST_Avtale/1"
+
+
+@pytest.fixture
+async def production_settings(tmp_path: Path) -> Settings:
+    bootstrap = require_service("INTAKE_TEST_KAFKA_BOOTSTRAP", "Apache Kafka")
+    store_url = await fresh_postgres_database(
+        require_service("INTAKE_TEST_POSTGRES_URL", "PostgreSQL")
+    )
+    return Settings(
+        data_dir=tmp_path / "data",
+        event_log="kafka",
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=f"it{uuid.uuid4().hex[:10]}",
+        store_url=store_url,
+        consumer_poll_seconds=0.05,
+    )
+
+
+@pytest.fixture
+async def production_client(production_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(production_settings, registry=CollectorRegistry())
+    async with running_app(app) as client:
+        yield client
+
+
+@pytest.fixture
+def production_auth(production_settings: Settings) -> dict[str, str]:
+    token = DevIssuer.load_or_create(production_settings).mint(UNIT, scopes=["intake:report"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_accepted_items_reach_postgres_through_kafka(
+    production_client: httpx.AsyncClient,
+    production_auth: dict[str, str],
+    production_settings: Settings,
+) -> None:
+    response = await production_client.post(
+        URL, json=example_message("invalid/item_errors.json"), headers=production_auth
+    )
+    assert response.status_code == 202, response.text
+    receipt = response.json()
+    final = await wait_for_status(
+        production_client, receipt["receipt_id"], production_auth, {"partially_applied"}
+    )
+    assert [i["status"] for i in final["items"]] == ["rejected", "applied", "rejected"]
+
+    log = KafkaEventLog(production_settings.kafka_bootstrap_servers or "")
+    await log.start()
+    try:
+        prefix = production_settings.topic_prefix
+        quarantined = await log.end_offsets(f"{prefix}.quarantine")
+        accepted = await log.end_offsets(f"{prefix}.accepted.HST_Avtale.v1")
+    finally:
+        await log.close()
+    assert (sum(quarantined.values()), sum(accepted.values())) == (2, 1)
+
+    ready = await production_client.get("/readyz")
+    assert ready.json()["checks"]["event_log"] == "ok"
+    assert ready.json()["checks"]["store"] == "ok"
+
+
+async def test_retries_and_updates_on_the_production_adapters(
+    production_client: httpx.AsyncClient, production_auth: dict[str, str]
+) -> None:
+    headers = {**production_auth, "Idempotency-Key": "prod-1"}
+    first = await production_client.post(URL, json=appointment("P-1", status=1), headers=headers)
+    again = await production_client.post(URL, json=appointment("P-1", status=1), headers=headers)
+    assert first.json()["receipt_id"] == again.json()["receipt_id"]
+    second = await production_client.post(
+        URL, json=appointment("P-1", status=4), headers=production_auth
+    )
+    for receipt in (first.json(), second.json()):
+        await wait_for_status(
+            production_client, receipt["receipt_id"], production_auth, {"applied"}
+        )
+    runtime = production_client._transport.app.state.runtime  # type: ignore[attr-defined]
+    state = await runtime.state.get_object(UNIT, "HST_Avtale", "P-1")
+    assert state is not None
+    assert (state.state["oppmoteStatus"], state.event_count) == (4, 2)
