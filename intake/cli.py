@@ -125,7 +125,7 @@ def migrate(data_dir: DataDir = None) -> None:
     from statestore.migrate import upgrade
 
     settings = _settings(data_dir)
-    asyncio.run(upgrade(settings.resolved_store_url))
+    asyncio.run(upgrade(settings.resolved_database_url))
     err.print("store schema is up to date")
 
 

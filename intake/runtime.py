@@ -41,9 +41,9 @@ class Runtime:
 
 def build_event_log(settings: Settings) -> EventLog:
     if settings.event_log == "kafka":
-        assert settings.kafka_bootstrap_servers is not None  # checked by Settings
+        assert settings.kafka_bootstrap is not None  # checked by Settings
         return KafkaEventLog(
-            settings.kafka_bootstrap_servers,
+            settings.kafka_bootstrap,
             default_partitions=settings.topic_partitions,
             compression_type=None
             if settings.kafka_compression == "none"
@@ -62,10 +62,10 @@ async def open_runtime(
     catalogue = load_catalogue()
     topics = Topics(settings.topic_prefix)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store_url = settings.resolved_store_url
+    database_url = settings.resolved_database_url
     if settings.auto_migrate:
-        await migrate.upgrade(store_url)
-    engines = create_engines(store_url)
+        await migrate.upgrade(database_url)
+    engines = create_engines(database_url)
     event_log = build_event_log(settings)
     try:
         await event_log.start()

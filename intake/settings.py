@@ -23,7 +23,7 @@ class Settings(BaseSettings):
 
     # --- event log -------------------------------------------------------------------------
     event_log: Literal["embedded", "kafka"] = "embedded"
-    kafka_bootstrap_servers: str | None = None
+    kafka_bootstrap: str | None = None
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     topic_prefix: str = "intake"
     topic_partitions: int = Field(default=3, ge=1, le=256)
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
 
     # --- state store -----------------------------------------------------------------------
     # SQLAlchemy URL; empty means the embedded SQLite file in the data dir.
-    store_url: str | None = None
+    database_url: str | None = None
 
     # --- limits ----------------------------------------------------------------------------
     max_body_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
@@ -56,8 +56,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
-        if self.event_log == "kafka" and not self.kafka_bootstrap_servers:
-            raise ValueError("INTAKE_KAFKA_BOOTSTRAP_SERVERS is needed when INTAKE_EVENT_LOG=kafka")
+        if self.event_log == "kafka" and not self.kafka_bootstrap:
+            raise ValueError("INTAKE_KAFKA_BOOTSTRAP is needed when INTAKE_EVENT_LOG=kafka")
         if self.auth_issuer and self.auth_jwks_file is None:
             raise ValueError("INTAKE_AUTH_JWKS_FILE is required when INTAKE_AUTH_ISSUER is set")
         if self.environment == "production" and self.auth_issuer is None:
@@ -73,9 +73,9 @@ class Settings(BaseSettings):
         return self.auth_issuer or self.dev_issuer
 
     @property
-    def resolved_store_url(self) -> str:
-        if self.store_url:
-            return self.store_url
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'state.sqlite3').resolve()}"
 
     @property

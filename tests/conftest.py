@@ -93,3 +93,21 @@ async def client(
 @pytest.fixture
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly how many tests ran against the real services, and how many skipped."""
+    lines = []
+    for marker, service in (("kafka", "Apache Kafka"), ("postgres", "PostgreSQL")):
+        counts: dict[str, int] = {}
+        for outcome in ("passed", "failed", "skipped", "error"):
+            for report in terminalreporter.stats.get(outcome, []):
+                if getattr(report, "when", "call") in ("call", "setup") and marker in getattr(
+                    report, "keywords", {}
+                ):
+                    counts[outcome] = counts.get(outcome, 0) + 1
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "none"
+        lines.append(f"tests against {service}: {summary}")
+    terminalreporter.write_sep("-", "real services")
+    for line in lines:
+        terminalreporter.write_line(line)

@@ -4,6 +4,7 @@
 #   kafka.sh fetch             download/cache the broker jars (Maven Central) only
 #   kafka.sh start <run-dir>   start a fresh broker; prints "127.0.0.1:<port>" (also <run-dir>/bootstrap)
 #   kafka.sh stop  <run-dir>   stop it (no-op if it is not running)
+#   kafka.sh resume <run-dir>  start a stopped broker again, same data and ports
 #
 # Jars are cached in ${INTAKE_CACHE_DIR:-~/.cache/register-intake}/kafka-3.9.1/libs.
 # <run-dir> holds server.properties, data/ (wiped on each start), kafka.log, kafka.out, kafka.pid.
@@ -69,9 +70,15 @@ fail_start() {
   exit 1
 }
 
-start() {
+# Sets RUN to the run dir's absolute path and JAVA to java with the broker's classpath and logging.
+use_run_dir() {
   mkdir -p "$1"
   RUN="$(cd "$1" && pwd)"
+  JAVA=(java -cp "$LIBS/*" -Dkafka.logs.dir="$RUN" -Dlog4j.configuration="file:$HERE/log4j.properties")
+}
+
+start() {
+  use_run_dir "$1"
   if running_pid "$RUN" >/dev/null; then die "a broker is already running for $RUN (pid $(cat "$RUN/kafka.pid")); stop it first"; fi
   fetch
 
@@ -100,14 +107,19 @@ message.max.bytes=20971520
 replica.fetch.max.bytes=20971520
 PROPS
 
-  local java=(java -cp "$LIBS/*" -Dkafka.logs.dir="$RUN" -Dlog4j.configuration="file:$HERE/log4j.properties")
   local cluster_id
-  cluster_id="$("${java[@]}" kafka.tools.StorageTool random-uuid)"
-  "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$RUN/server.properties" >"$RUN/kafka.out" 2>&1 \
+  cluster_id="$("${JAVA[@]}" kafka.tools.StorageTool random-uuid)"
+  "${JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$RUN/server.properties" >"$RUN/kafka.out" 2>&1 \
     || fail_start "storage format failed"
 
+  launch "$port"
+}
+
+# Start the JVM on an existing run dir and wait until it serves on $1.
+launch() {
+  local port="$1"
   # stdin/stdout/stderr all redirected so a caller capturing our output does not wait on the broker.
-  nohup "${java[@]}" -Xmx512m -Djava.awt.headless=true kafka.Kafka "$RUN/server.properties" \
+  nohup "${JAVA[@]}" -Xmx512m -Djava.awt.headless=true kafka.Kafka "$RUN/server.properties" \
     </dev/null >>"$RUN/kafka.out" 2>&1 &
   echo $! >"$RUN/kafka.pid"
 
@@ -120,6 +132,18 @@ PROPS
     sleep 0.2
   done
   echo "127.0.0.1:$port" | tee "$RUN/bootstrap"
+}
+
+# Start a stopped broker again with its data and ports (for fault tests: the same address).
+resume() {
+  use_run_dir "$1"
+  [[ -f "$RUN/server.properties" ]] || die "nothing to resume in $RUN; use start"
+  if running_pid "$RUN" >/dev/null; then die "a broker is already running for $RUN"; fi
+  fetch
+  local port
+  port="$(sed -n 's|^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*|\1|p' "$RUN/server.properties")"
+  : >"$RUN/kafka.log"  # the readiness check looks for this start's line only
+  launch "$port"
 }
 
 stop() {
@@ -143,5 +167,6 @@ case "${1:-}" in
   fetch) fetch ;;
   start) [[ $# -eq 2 ]] || die "usage: kafka.sh start <run-dir>"; start "$2" ;;
   stop)  [[ $# -eq 2 ]] || die "usage: kafka.sh stop <run-dir>";  stop "$2" ;;
-  *) die "usage: kafka.sh {fetch | start <run-dir> | stop <run-dir>}" ;;
+  resume) [[ $# -eq 2 ]] || die "usage: kafka.sh resume <run-dir>"; resume "$2" ;;
+  *) die "usage: kafka.sh {fetch | start <run-dir> | stop <run-dir> | resume <run-dir>}" ;;
 esac

@@ -25,15 +25,15 @@ URL = "/v1/messages/HST_Avtale/1"
 @pytest.fixture
 async def production_settings(tmp_path: Path) -> Settings:
     bootstrap = require_service("INTAKE_TEST_KAFKA_BOOTSTRAP", "Apache Kafka")
-    store_url = await fresh_postgres_database(
+    database_url = await fresh_postgres_database(
         require_service("INTAKE_TEST_POSTGRES_URL", "PostgreSQL")
     )
     return Settings(
         data_dir=tmp_path / "data",
         event_log="kafka",
-        kafka_bootstrap_servers=bootstrap,
+        kafka_bootstrap=bootstrap,
         topic_prefix=f"it{uuid.uuid4().hex[:10]}",
-        store_url=store_url,
+        database_url=database_url,
         consumer_poll_seconds=0.05,
     )
 
@@ -66,7 +66,7 @@ async def test_accepted_items_reach_postgres_through_kafka(
     )
     assert [i["status"] for i in final["items"]] == ["rejected", "applied", "rejected"]
 
-    log = KafkaEventLog(production_settings.kafka_bootstrap_servers or "")
+    log = KafkaEventLog(production_settings.kafka_bootstrap or "")
     await log.start()
     try:
         prefix = production_settings.topic_prefix
