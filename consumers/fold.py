@@ -1,36 +1,48 @@
-"""Last-known state as a pure fold over an object's history (already in fold order:
-valid time, then recorded time, then arrival).
+"""Last-known state as a pure fold over an object's history, one fold per kind of model.
 
-Actions: ``upsert`` replaces the state; ``delete`` marks the object deleted and keeps the last
-state for the record; ``restore`` undoes a deletion.
+The history arrives in fold order (valid time, then recorded time, then arrival). A model names
+its fold with the ``x-fold`` annotation on its schema; :data:`FOLDS` maps the names to functions.
+
+``replace`` (appointments, consultations, dental treatments, NPR contacts):
+    ``upsert`` replaces the state; ``supplement`` adds to it (fields it sets win, lists grow);
+    ``delete`` and ``annul`` mark the object gone, keeping its last content; ``restore`` undoes
+    a deletion.
+
+``iplos_service`` (municipal service allocations) is a state machine kept in ``tjenesteStatus``:
+    ``service_started`` → active; ``stop_from`` → paused (remembering ``stoppId``);
+    ``stop_to`` → active; ``service_ended`` → ended; ``provider_changed`` keeps the status.
+    Every event's fields are merged into the state, so the latest provider, service type and
+    dates are there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from statestore.projection import FoldedState, HistoryEntry
+from statestore.projection import Fold, FoldedState, HistoryEntry
 
 
 class UnknownActionError(ValueError):
-    """An event carries an action the fold does not know: a programming error, not bad input."""
+    """An event carries an action its model's fold does not know: a programming error."""
 
 
-def fold_upserts(history: Sequence[HistoryEntry]) -> FoldedState:
-    if not history:
-        raise ValueError("an object has at least one event")
-    state = None
-    deleted = False
-    for entry in history:
-        if entry.action == "upsert":
-            state = entry.payload
-            deleted = False
-        elif entry.action == "delete":
-            deleted = True
-        elif entry.action == "restore":
-            deleted = False
+def _merge(state: dict[str, Any] | None, addition: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(state or {})
+    for key, value in addition.items():
+        if value is None:
+            continue
+        current = merged.get(key)
+        if isinstance(current, list) and isinstance(value, list):
+            merged[key] = current + [v for v in value if v not in current]
         else:
-            raise UnknownActionError(entry.action)
+            merged[key] = value
+    return merged
+
+
+def _folded(
+    history: Sequence[HistoryEntry], state: dict[str, Any] | None, deleted: bool
+) -> FoldedState:
     last = history[-1]
     return FoldedState(
         state=state,
@@ -40,3 +52,50 @@ def fold_upserts(history: Sequence[HistoryEntry]) -> FoldedState:
         valid_time=last.valid_time,
         event_count=len(history),
     )
+
+
+def fold_replace(history: Sequence[HistoryEntry]) -> FoldedState:
+    if not history:
+        raise ValueError("an object has at least one event")
+    state: dict[str, Any] | None = None
+    deleted = False
+    for entry in history:
+        if entry.action == "upsert":
+            state, deleted = entry.payload, False
+        elif entry.action == "supplement":
+            state = _merge(state, entry.payload)
+        elif entry.action in ("delete", "annul"):
+            deleted = True
+        elif entry.action == "restore":
+            deleted = False
+        else:
+            raise UnknownActionError(entry.action)
+    return _folded(history, state, deleted)
+
+
+_SERVICE_STATUS = {
+    "service_started": "active",
+    "stop_from": "paused",
+    "stop_to": "active",
+    "service_ended": "ended",
+}
+
+
+def fold_iplos_service(history: Sequence[HistoryEntry]) -> FoldedState:
+    if not history:
+        raise ValueError("an object has at least one event")
+    state: dict[str, Any] = {"tjenesteStatus": None, "aapentStoppId": None}
+    for entry in history:
+        if entry.action not in _SERVICE_STATUS and entry.action != "provider_changed":
+            raise UnknownActionError(entry.action)
+        state = _merge(state, entry.payload)
+        if entry.action in _SERVICE_STATUS:
+            state["tjenesteStatus"] = _SERVICE_STATUS[entry.action]
+        if entry.action == "stop_from":
+            state["aapentStoppId"] = entry.payload.get("stoppId")
+        elif entry.action in ("stop_to", "service_ended"):
+            state["aapentStoppId"] = None
+    return _folded(history, state, deleted=False)
+
+
+FOLDS: dict[str, Fold] = {"replace": fold_replace, "iplos_service": fold_iplos_service}

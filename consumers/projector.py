@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from consumers.fold import fold_upserts
+from consumers.fold import FOLDS
 from eventlog.port import ConsumedRecord, LogConsumer, LogUnavailableError, TopicPartition
 from intake.runtime import Runtime
 from schemas.codec import UnknownSchemaError
@@ -45,6 +45,8 @@ class Projector:
         self._max_poison = max_poison
         self._poison = 0
         self.healthy = False
+        # One fold per message type (state is kept per type); an unknown x-fold fails here.
+        self._folds = {m.message_type: FOLDS[m.fold] for m in runtime.catalogue}
 
     @property
     def group(self) -> str:
@@ -96,7 +98,7 @@ class Projector:
                 continue
             batch, next_offsets = self._decode(records)
             started = time.perf_counter()
-            result = await self._rt.state.apply(CONSUMER_NAME, batch, next_offsets, fold_upserts)
+            result = await self._rt.state.apply(CONSUMER_NAME, batch, next_offsets, self._folds)
             metrics.apply_duration.observe(time.perf_counter() - started)
             counted: set[str] = set()
             for sourced in batch:

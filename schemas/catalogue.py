@@ -16,6 +16,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
+from schemas.actions import ACTIONS
 from schemas.codec import AvroCodec, CodecRegistry
 from validators.structure import ItemSpec, StructureCompiler, StructureResult
 
@@ -38,6 +39,7 @@ class MessageModel:
     validate_structure: Callable[[Any], StructureResult]
     item_specs: tuple[ItemSpec, ...]
     unit_field: str  # the unit block's organisation number, checked against the token
+    fold: str  # how events fold into last-known state (x-fold), see consumers.fold
     event_codec: AvroCodec
     examples: tuple[Example, ...]
 
@@ -125,6 +127,10 @@ def _load_model(message_type: str, version: int, folder: Traversable) -> Message
     schema = _read_json(folder / "schema.avsc")
     compiler = StructureCompiler()
     validate = compiler.compile_message(schema)
+    for spec in compiler.item_specs:
+        unknown = spec.actions - ACTIONS
+        if unknown:
+            raise ValueError(f"{message_type} v{version}: unknown actions {sorted(unknown)}")
     return MessageModel(
         message_type=message_type,
         version=version,
@@ -132,6 +138,7 @@ def _load_model(message_type: str, version: int, folder: Traversable) -> Message
         validate_structure=validate,
         item_specs=tuple(compiler.item_specs),
         unit_field=_unit_field(schema["items"]),
+        fold=str(schema["x-fold"]),
         event_codec=AvroCodec(event_schema(message_type, version, schema)),
         examples=_load_examples(folder),
     )

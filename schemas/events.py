@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from schemas.catalogue import MessageModel
-from validators.structure import ExtractedItem
+from validators.structure import ExtractedItem, field_value
 
 _NAMESPACE = uuid.UUID("6f1f5c2e-3a7d-5b8e-9c41-2d0a7e8b4f10")
+# Care happens in Norway: a date without a time means that day's start there.
+CARE_TIMEZONE = ZoneInfo("Europe/Oslo")
+
+
+def parse_valid_time(value: str) -> datetime:
+    """A valid time from a date-time (kept with its offset) or a date (start of day in Norway)."""
+    if len(value) == 10:
+        return datetime.combine(date.fromisoformat(value), time(0), CARE_TIMEZONE)
+    return datetime.fromisoformat(value)
 
 
 def receipt_id_for(unit: str, idempotency_scope: str) -> str:
@@ -104,12 +114,9 @@ def event_for_item(
     value = item.value
     assert value is not None, "only valid items become events"
     spec = item.spec
-    clinical = value.get(spec.clinical_time_field) if spec.clinical_time_field else None
-    valid_time = (
-        datetime.fromisoformat(value[spec.valid_time_field])
-        if spec.valid_time_field
-        else recorded_time
-    )
+    clinical = field_value(value, spec.clinical_time_field) if spec.clinical_time_field else None
+    valid = field_value(value, spec.valid_time_field) if spec.valid_time_field else None
+    valid_time = parse_valid_time(valid) if valid else recorded_time
     return Event(
         event_id=event_id_for(unit, model.key, body_sha256, item.index),
         receipt_id=receipt_id,
@@ -117,7 +124,7 @@ def event_for_item(
         unit=unit,
         message_type=model.message_type,
         version=model.version,
-        object_id=str(value[spec.object_id_field]),
+        object_id=str(field_value(value, spec.object_id_field)),
         action=spec.action_of(value),
         valid_time=valid_time,
         recorded_time=recorded_time,

@@ -98,8 +98,10 @@ class StateRepository:
         consumer: str,
         batch: Sequence[SourcedEvent],
         next_offsets: Mapping[TopicPartition, int],
-        fold: Fold,
+        folds: Mapping[str, Fold],
     ) -> ApplyResult:
+        """Append new events, re-fold the objects they touch with their message type's fold,
+        and store the consumer's next offsets, all in one transaction."""
         now = datetime.now(UTC)
         dialect = self._engines.dialect
         async with self._engines.writer.begin() as conn:
@@ -125,7 +127,7 @@ class StateRepository:
                     for event_id, s in unique.items()
                     if event_id in inserted
                 }
-                await self._refold(conn, touched, fold, now)
+                await self._refold(conn, touched, folds, now)
             if next_offsets:
                 stmt = insert_for(dialect, consumer_offsets)
                 await conn.execute(
@@ -148,7 +150,11 @@ class StateRepository:
         )
 
     async def _refold(
-        self, conn: AsyncConnection, keys: set[ObjectKey], fold: Fold, now: datetime
+        self,
+        conn: AsyncConnection,
+        keys: set[ObjectKey],
+        folds: Mapping[str, Fold],
+        now: datetime,
     ) -> None:
         histories: dict[ObjectKey, list[HistoryEntry]] = {k: [] for k in keys}
         for chunk in _chunks(sorted(keys), 300):
@@ -175,7 +181,7 @@ class StateRepository:
                 )
         rows = []
         for (unit, message_type, object_id), history in histories.items():
-            folded = fold(history)
+            folded = folds[message_type](history)
             rows.append(
                 {
                     "unit": unit,

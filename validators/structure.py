@@ -12,6 +12,7 @@ Annotations read from the ``.avsc`` (Avro ignores attributes it does not know):
 ``x-pattern``           regular expression the string must match
 ``x-minLength``/``x-maxLength``, ``x-minimum``/``x-maximum``
 ``x-format: date-time`` ISO 8601 timestamp with an offset
+``x-format: date``      ISO 8601 calendar date (YYYY-MM-DD)
 ``x-item``              on an array field: its elements are reportable items (see ``ItemSpec``)
 
 Errors inside an item reject that item only; errors outside every item reject the message.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from validators.findings import Finding
@@ -50,47 +51,59 @@ INVALID: Any = _Invalid()
 
 @dataclass(frozen=True, slots=True)
 class ItemSpec:
-    """How the elements of one item array become events."""
+    """How the elements of one item array become events (the ``x-item`` annotation).
+
+    ``objectId``, ``validTime`` and ``clinicalTime`` name fields of the item, dotted for nested
+    ones (``tjeneste.tjenesteId``). ``action`` is either fixed (``"upsert"``) or read from a field
+    through a map: ``{"field": "erSlettet", "map": {"true": "delete", "false": "restore"}}``
+    (booleans are looked up as ``"true"``/``"false"``).
+    """
 
     array_field: str
     record_name: str  # full Avro name of the item record
     object_id_field: str
     action: str | None  # a fixed action, or None when read from ``action_field``
     action_field: str | None
-    action_by_value: dict[bool, str]
+    action_map: dict[str, str]
     clinical_time_field: str | None
     valid_time_field: str | None
 
     @classmethod
     def from_annotation(cls, array_field: str, record_name: str, spec: dict[str, Any]) -> ItemSpec:
         action = spec["action"]
-        if isinstance(action, str):
-            return cls(
-                array_field,
-                record_name,
-                spec["objectId"],
-                action,
-                None,
-                {},
-                spec.get("clinicalTime"),
-                spec.get("validTime"),
-            )
+        fixed = action if isinstance(action, str) else None
         return cls(
-            array_field,
-            record_name,
-            spec["objectId"],
-            None,
-            action["field"],
-            {True: action["true"], False: action["false"]},
-            spec.get("clinicalTime"),
-            spec.get("validTime"),
+            array_field=array_field,
+            record_name=record_name,
+            object_id_field=spec["objectId"],
+            action=fixed,
+            action_field=None if fixed else action["field"],
+            action_map={} if fixed else dict(action["map"]),
+            clinical_time_field=spec.get("clinicalTime"),
+            valid_time_field=spec.get("validTime"),
         )
+
+    @property
+    def actions(self) -> frozenset[str]:
+        return frozenset([self.action]) if self.action else frozenset(self.action_map.values())
 
     def action_of(self, value: dict[str, Any]) -> str:
         if self.action is not None:
             return self.action
         assert self.action_field is not None
-        return self.action_by_value[bool(value[self.action_field])]
+        raw = field_value(value, self.action_field)
+        key = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        return self.action_map[key]
+
+
+def field_value(record: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted field path of a normalised record, or None where a part is absent."""
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 @dataclass(slots=True)
@@ -107,7 +120,7 @@ class ExtractedItem:
     def object_id(self) -> str | None:
         source = self.value if self.value is not None else self.raw
         if isinstance(source, dict):
-            oid = source.get(self.spec.object_id_field)
+            oid = field_value(source, self.spec.object_id_field)
             if isinstance(oid, str | int) and not isinstance(oid, bool):
                 return str(oid)
         return None
@@ -370,8 +383,10 @@ def _string_node(ann: dict[str, Any]) -> Node:
     min_length: int = ann.get("x-minLength", 0)
     max_length: int | None = ann.get("x-maxLength")
     is_timestamp = ann.get("x-format") == "date-time"
+    is_date = ann.get("x-format") == "date"
     report = _wrong_type("string")
     format_rule, length_rule, time_rule = rule("STR-003"), rule("STR-004"), rule("STR-007")
+    date_rule = rule("STR-010")
 
     def check(value: Any, path: str, ctx: _Context) -> Any:
         if not isinstance(value, str):
@@ -396,9 +411,22 @@ def _string_node(ann: dict[str, Any]) -> Node:
             if parsed is None or parsed.tzinfo is None:
                 ctx.findings.append(time_rule.finding(path))
                 return INVALID
+        elif is_date and not _is_date(value):
+            ctx.findings.append(date_rule.finding(path))
+            return INVALID
         return value
 
     return check
+
+
+def _is_date(value: str) -> bool:
+    if len(value) != 10:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _integer_node(bounds: tuple[int, int], ann: dict[str, Any]) -> Node:

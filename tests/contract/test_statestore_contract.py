@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 
-from consumers.fold import fold_upserts
+from consumers.fold import fold_replace
 from eventlog.port import TopicPartition
 from schemas.events import Event
 from statestore.engine import StoreEngines, create_engines
@@ -29,6 +29,7 @@ from statestore.tables import metadata
 from tests.conftest import fresh_postgres_database, require_service
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+FOLDS = {"HST_Avtale": fold_replace}
 
 
 def _sqlite(tmp_path: Path) -> str:
@@ -113,7 +114,7 @@ async def test_apply_stores_history_state_and_offsets_together(engines: StoreEng
     tp = TopicPartition("t", 0)
     e1 = _event("A", status=1, valid=T0, recorded=T0)
     e2 = _event("A", status=2, valid=T0 + timedelta(hours=1), recorded=T0 + timedelta(hours=1))
-    result = await repo.apply("projector", _sourced([e1, e2]), {tp: 2}, fold_upserts)
+    result = await repo.apply("projector", _sourced([e1, e2]), {tp: 2}, FOLDS)
     assert result.applied == 2
     state = await repo.get_object("974152533", "HST_Avtale", "A")
     assert state is not None
@@ -126,9 +127,9 @@ async def test_apply_stores_history_state_and_offsets_together(engines: StoreEng
 async def test_duplicates_change_nothing(engines: StoreEngines) -> None:
     repo = StateRepository(engines)
     e1 = _event("A", status=1, valid=T0, recorded=T0)
-    await repo.apply("projector", _sourced([e1]), {TopicPartition("t", 0): 1}, fold_upserts)
+    await repo.apply("projector", _sourced([e1]), {TopicPartition("t", 0): 1}, FOLDS)
     again = await repo.apply(
-        "projector", _sourced([e1, e1], start=1), {TopicPartition("t", 0): 3}, fold_upserts
+        "projector", _sourced([e1, e1], start=1), {TopicPartition("t", 0): 3}, FOLDS
     )
     assert (again.applied, again.duplicates) == (0, 2)
     assert await repo.count_events() == 1
@@ -141,8 +142,8 @@ async def test_a_late_event_refolds_by_valid_time(engines: StoreEngines) -> None
     repo = StateRepository(engines)
     newer = _event("A", status=2, valid=T0 + timedelta(days=1), recorded=T0)
     older = _event("A", status=1, valid=T0, recorded=T0 + timedelta(days=2))
-    await repo.apply("p", _sourced([newer]), {}, fold_upserts)
-    await repo.apply("p", _sourced([older], start=1), {}, fold_upserts)
+    await repo.apply("p", _sourced([newer]), {}, FOLDS)
+    await repo.apply("p", _sourced([older], start=1), {}, FOLDS)
     state = await repo.get_object("974152533", "HST_Avtale", "A")
     assert state is not None
     assert state.state == newer.payload  # arrival order does not decide; valid time does
@@ -160,7 +161,7 @@ async def test_a_failed_batch_leaves_nothing_behind(engines: StoreEngines) -> No
             "p",
             _sourced([_event("A", status=1, valid=T0, recorded=T0)]),
             {TopicPartition("t", 0): 1},
-            broken_fold,
+            {"HST_Avtale": broken_fold},
         )
     assert await repo.count_events() == 0
     assert await repo.load_offsets("p") == {}
@@ -211,7 +212,7 @@ async def test_receipt_lifecycle_and_derived_statuses(engines: StoreEngines) -> 
         ["accepted", "rejected"],
     )
 
-    await state.apply("p", _sourced([e]), {}, fold_upserts)
+    await state.apply("p", _sourced([e]), {}, FOLDS)
     view = await receipts.get("r-1")
     assert view is not None
     assert (view.status, [i.status for i in view.items]) == (
@@ -233,7 +234,7 @@ async def test_timestamps_come_back_in_utc(engines: StoreEngines) -> None:
     repo = StateRepository(engines)
     oslo = datetime(2024, 5, 10, 9, 30, tzinfo=UTC).astimezone()
     e = _event("A", status=1, valid=oslo, recorded=oslo)
-    await repo.apply("p", _sourced([e]), {}, fold_upserts)
+    await repo.apply("p", _sourced([e]), {}, FOLDS)
     state = await repo.get_object("974152533", "HST_Avtale", "A")
     assert state is not None
     assert state.valid_time == oslo
@@ -266,7 +267,7 @@ async def test_sqlite_pragmas(tmp_path: Path) -> None:
 async def test_arrival_order_breaks_ties_within_a_batch(engines: StoreEngines) -> None:
     repo = StateRepository(engines)
     same = [_event("A", status=s, valid=T0, recorded=T0, index=s) for s in (1, 2, 3)]
-    await repo.apply("p", _sourced(same), {}, fold_upserts)
+    await repo.apply("p", _sourced(same), {}, FOLDS)
     state = await repo.get_object("974152533", "HST_Avtale", "A")
     assert state is not None
     assert state.state == same[-1].payload

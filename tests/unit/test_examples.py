@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.fold import fold_upserts
+from consumers.fold import FOLDS
 from schemas.catalogue import Example, MessageModel, load_catalogue
 from schemas.events import Event, event_for_item
 from statestore.projection import HistoryEntry
@@ -71,17 +71,27 @@ def test_example_events_round_trip_and_fold(model: MessageModel, example: Exampl
         encoded = model.event_codec.encode(event.to_avro())
         assert encoded[:2] == b"\xc3\x01"
         assert Event.from_avro(catalogue.codecs.decode(encoded)) == event
-        folded = fold_upserts(
-            [
-                HistoryEntry(
-                    event.event_id,
-                    event.version,
-                    event.action,
-                    event.valid_time,
-                    event.recorded_time,
-                    event.payload,
-                )
-            ]
+    # Each object's events, in order, fold into a state with one entry per event.
+    fold = FOLDS[model.fold]
+    histories: dict[str, list[HistoryEntry]] = {}
+    for event in events:
+        histories.setdefault(event.object_id, []).append(
+            HistoryEntry(
+                event.event_id,
+                event.version,
+                event.action,
+                event.valid_time,
+                event.recorded_time,
+                event.payload,
+            )
         )
-        assert folded.event_count == 1
-        assert folded.deleted is (event.action == "delete")
+    for history in histories.values():
+        history.sort(key=lambda h: (h.valid_time, h.recorded_time))
+        folded = fold(history)
+        assert folded.event_count == len(history)
+        assert folded.last_event_id == history[-1].event_id
+
+
+def test_every_model_names_a_known_fold() -> None:
+    for model in load_catalogue():
+        assert model.fold in FOLDS, f"{model.key}: unknown x-fold {model.fold!r}"
