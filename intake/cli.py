@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -14,9 +14,18 @@ from rich.console import Console
 from intake.logs import configure_logging
 from intake.settings import Settings
 
+if TYPE_CHECKING:
+    from schemas.catalogue import Catalogue
+
 app = typer.Typer(no_args_is_help=True, help="register-intake: the KPR/NPR reporting receiver.")
 consume_app = typer.Typer(no_args_is_help=True, help="Run consumer services on their own.")
 app.add_typer(consume_app, name="consume")
+schemas_app = typer.Typer(no_args_is_help=True, help="The published message models.")
+app.add_typer(schemas_app, name="schemas")
+ModelsRoot = Annotated[
+    Path | None,
+    typer.Option("--root", help="A models folder to use instead of the published one."),
+]
 err = Console(stderr=True)
 
 DataDir = Annotated[
@@ -117,6 +126,76 @@ def dev_token(
             orgnr, scopes=scope or ["intake:report"], supplier=supplier, lifetime_seconds=lifetime
         )
     )
+
+
+def _catalogue(root: Path | None) -> Catalogue:
+    from schemas.catalogue import load_catalogue, load_catalogue_from
+
+    return load_catalogue() if root is None else load_catalogue_from(root)
+
+
+@schemas_app.command("list")
+def schemas_list(root: ModelsRoot = None) -> None:
+    """List message types and versions with their status and promise."""
+    from rich.table import Table
+
+    table = Table(
+        "type", "version", "status", "sunset", "compatibility", "item arrays", "code lists"
+    )
+    for model in _catalogue(root):
+        table.add_row(
+            model.message_type,
+            str(model.version),
+            model.status,
+            model.sunset.isoformat() if model.sunset else "",
+            model.compatibility,
+            ", ".join(s.array_field for s in model.item_specs),
+            ", ".join(sorted({b["codelist"] for b in model.codelist_bindings})),
+        )
+    Console().print(table)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Option(help="Folder to write into.")],
+    root: ModelsRoot = None,
+) -> None:
+    """Write every model's Avro schema, JSON Schema, event schema and examples to a folder."""
+    import orjson
+
+    from schemas.catalogue import event_schema
+
+    def write(path: Path, data: object) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+    for model in _catalogue(root):
+        folder = out / model.message_type / str(model.version)
+        write(folder / "schema.avsc", model.schema)
+        write(folder / "schema.json", model.json_schema)
+        write(folder / "event.avsc", event_schema(model.message_type, model.version, model.schema))
+        for example in model.examples:
+            kind = "valid" if example.valid else "invalid"
+            write(folder / "examples" / kind / f"{example.name}.json", example.message)
+            if example.expected:
+                write(
+                    folder / "examples" / kind / f"{example.name}.expected.json", example.expected
+                )
+    err.print(f"exported to {out}")
+
+
+@schemas_app.command("check")
+def schemas_check(root: ModelsRoot = None) -> None:
+    """Refuse a new version that breaks the compatibility its type promises."""
+    from schemas.compatibility import check_catalogue
+
+    catalogue = _catalogue(root)
+    problems = check_catalogue(catalogue)
+    for problem in problems:
+        err.print(f"[red]incompatible[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    err.print(f"{len(list(catalogue))} model versions checked: compatible")
 
 
 @app.command()

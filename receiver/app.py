@@ -24,9 +24,11 @@ from intake.metrics import Metrics
 from intake.runtime import open_runtime
 from intake.settings import Settings
 from receiver.auth import verifier_for
+from receiver.openapi import install_openapi
 from receiver.problems import install_problem_handlers
 from receiver.routes import catalogue, messages, operations, receipts
 from receiver.submission import SubmissionService
+from schemas.catalogue import load_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_openapi(app, load_catalogue())
     for router in (messages.router, receipts.router, catalogue.router, operations.router):
         app.include_router(router)
     app.add_middleware(

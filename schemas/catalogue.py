@@ -11,6 +11,7 @@ import copy
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -18,6 +19,7 @@ from typing import Any
 
 from schemas.actions import ACTIONS
 from schemas.codec import AvroCodec, CodecRegistry
+from schemas.jsonschema import to_json_schema
 from validators.structure import ItemSpec, StructureCompiler, StructureResult
 
 
@@ -42,6 +44,21 @@ class MessageModel:
     fold: str  # how events fold into last-known state (x-fold), see consumers.fold
     event_codec: AvroCodec
     examples: tuple[Example, ...]
+    json_schema: dict[str, Any]
+    codelist_bindings: tuple[dict[str, str], ...]
+
+    @property
+    def status(self) -> str:
+        return str(self.schema.get("x-status", "active"))
+
+    @property
+    def sunset(self) -> date | None:
+        value = self.schema.get("x-sunset")
+        return date.fromisoformat(value) if value else None
+
+    @property
+    def compatibility(self) -> str:
+        return str(self.schema.get("x-compatibility", ""))
 
     @property
     def key(self) -> str:
@@ -75,7 +92,7 @@ def event_schema(message_type: str, version: int, message_schema: dict[str, Any]
     }
     return {
         "type": "record",
-        "name": f"{message_type}_v{version}_Event",
+        "name": f"{message_type}_Event",
         "namespace": "no.intake.events",
         "doc": f"One accepted item of a {message_type} v{version} message.",
         "fields": [
@@ -116,6 +133,25 @@ def _load_examples(folder: Traversable) -> tuple[Example, ...]:
     return tuple(examples)
 
 
+def _codelist_bindings(schema: Any, path: str) -> list[dict[str, str]]:
+    """Where the model binds a value to a code list, as paths with ``*`` for array elements."""
+    if isinstance(schema, list):
+        return [b for branch in schema for b in _codelist_bindings(branch, path)]
+    if not isinstance(schema, dict):
+        return []
+    if schema.get("type") == "array":
+        return _codelist_bindings(schema["items"], f"{path}/*")
+    if schema.get("type") != "record":
+        return []
+    out = []
+    for f in schema["fields"]:
+        field_path = f"{path}/{f['name']}"
+        if "x-codelist" in f:
+            out.append({"path": field_path, "codelist": str(f["x-codelist"])})
+        out += _codelist_bindings(f["type"], field_path)
+    return out
+
+
 def _unit_field(block: dict[str, Any]) -> str:
     for f in block["fields"]:
         if f.get("x-identifier") == "orgnr":
@@ -139,6 +175,8 @@ def _load_model(message_type: str, version: int, folder: Traversable) -> Message
         item_specs=tuple(compiler.item_specs),
         unit_field=_unit_field(schema["items"]),
         fold=str(schema["x-fold"]),
+        json_schema=to_json_schema(message_type, version, schema),
+        codelist_bindings=tuple(_codelist_bindings(schema, "")),
         event_codec=AvroCodec(event_schema(message_type, version, schema)),
         examples=_load_examples(folder),
     )
@@ -168,9 +206,8 @@ class Catalogue:
         return iter(sorted(self._models.values(), key=lambda m: (m.message_type, m.version)))
 
 
-@cache
-def load_catalogue() -> Catalogue:
-    root = resources.files("schemas") / "models"
+def load_catalogue_from(root: Traversable) -> Catalogue:
+    """Every model under ``root`` (``<Type>/<version>/schema.avsc``)."""
     models = []
     for type_dir in sorted(root.iterdir(), key=lambda n: n.name):
         if not type_dir.is_dir() or type_dir.name.startswith(("_", ".")):
@@ -179,3 +216,9 @@ def load_catalogue() -> Catalogue:
             if version_dir.is_dir() and version_dir.name.isdigit():
                 models.append(_load_model(type_dir.name, int(version_dir.name), version_dir))
     return Catalogue(models)
+
+
+@cache
+def load_catalogue() -> Catalogue:
+    """The published models that ship with the package."""
+    return load_catalogue_from(resources.files("schemas") / "models")

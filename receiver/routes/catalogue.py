@@ -2,46 +2,99 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from receiver.deps import RuntimeDep
 from receiver.problems import Problem
 from receiver.responses import OrjsonResponse
+from schemas.catalogue import MessageModel
 from validators.rules import load_catalogue as load_rules
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
+def _summary(model: MessageModel) -> dict[str, Any]:
+    base = f"/v1/message-types/{model.message_type}/{model.version}"
+    return {
+        "message_type": model.message_type,
+        "version": model.version,
+        "doc": model.doc,
+        "status": model.status,
+        "sunset": model.sunset.isoformat() if model.sunset else None,
+        "compatibility": model.compatibility,
+        "href": base,
+        "avro_schema_href": f"{base}/schema.avsc",
+        "json_schema_href": f"{base}/schema.json",
+        "submit_href": f"/v1/messages/{model.message_type}/{model.version}",
+    }
+
+
+def _model(runtime: RuntimeDep, message_type: str, version: int) -> MessageModel:
+    model = runtime.catalogue.get(message_type, version)
+    if model is None:
+        raise Problem(
+            404,
+            "unknown_message_type",
+            "Unknown message type or version",
+            f"{message_type} v{version} is not published; see GET /v1/message-types.",
+        )
+    return model
+
+
 @router.get("/message-types", summary="Published message types and versions")
 async def list_message_types(runtime: RuntimeDep) -> OrjsonResponse:
+    return OrjsonResponse([_summary(m) for m in runtime.catalogue])
+
+
+@router.get(
+    "/message-types/{message_type}/{version}",
+    summary="One model: Avro schema, generated JSON Schema, examples and code-list bindings",
+)
+async def get_message_type(message_type: str, version: int, runtime: RuntimeDep) -> OrjsonResponse:
+    model = _model(runtime, message_type, version)
     return OrjsonResponse(
-        [
-            {
-                "message_type": m.message_type,
-                "version": m.version,
-                "doc": m.doc,
-                "href": f"/v1/message-types/{m.message_type}/{m.version}",
-            }
-            for m in runtime.catalogue
-        ]
+        {
+            **_summary(model),
+            "avro_schema": model.schema,
+            "json_schema": model.json_schema,
+            "codelist_bindings": list(model.codelist_bindings),
+            "examples": [
+                {
+                    "name": e.name,
+                    "valid": e.valid,
+                    "message": e.message,
+                    "expected_findings": e.expected or None,
+                }
+                for e in model.examples
+            ],
+        }
     )
 
 
-@router.get("/message-types/{message_type}/{version}", summary="One model: schema and examples")
-async def get_message_type(message_type: str, version: int, runtime: RuntimeDep) -> OrjsonResponse:
-    model = runtime.catalogue.get(message_type, version)
-    if model is None:
-        raise Problem(404, "unknown_message_type", "Unknown message type or version")
+@router.get("/message-types/{message_type}/{version}/schema.avsc", summary="Download: Avro")
+async def download_avro(message_type: str, version: int, runtime: RuntimeDep) -> Response:
+    model = _model(runtime, message_type, version)
     return OrjsonResponse(
-        {
-            "message_type": model.message_type,
-            "version": model.version,
-            "doc": model.doc,
-            "avro_schema": model.schema,
-            "examples": [
-                {"name": e.name, "valid": e.valid, "message": e.message} for e in model.examples
-            ],
-        }
+        model.schema,
+        media_type="application/avro+json",
+        headers={
+            "Content-Disposition": f'attachment; filename="{model.message_type}.v{version}.avsc"'
+        },
+    )
+
+
+@router.get("/message-types/{message_type}/{version}/schema.json", summary="Download: JSON Schema")
+async def download_json_schema(message_type: str, version: int, runtime: RuntimeDep) -> Response:
+    model = _model(runtime, message_type, version)
+    return OrjsonResponse(
+        model.json_schema,
+        media_type="application/schema+json",
+        headers={
+            "Content-Disposition": f'attachment; filename="{model.message_type}.v{version}.json"'
+        },
     )
 
 

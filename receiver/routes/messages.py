@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
+from email.utils import format_datetime
 from typing import Annotated, Any
 
 import orjson
@@ -11,6 +13,7 @@ from receiver.deps import Reporter, RuntimeDep, SubmissionsDep
 from receiver.problems import Problem
 from receiver.responses import OrjsonResponse
 from receiver.submission import SubmissionMeta
+from schemas.catalogue import MessageModel
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
 
@@ -60,6 +63,26 @@ def parse_json(request: Request, body: bytes) -> Any:
         raise Problem(400, "malformed_json", "The body is not valid JSON", str(exc)) from exc
 
 
+def model_lifecycle_headers(model: MessageModel, today: date) -> dict[str, str]:
+    """Headers announcing a deprecated version (RFC 8594 ``Sunset``); a version past its sunset
+    date is refused with 410."""
+    if model.status != "deprecated":
+        return {}
+    if model.sunset is not None and today > model.sunset:
+        raise Problem(
+            410,
+            "model_retired",
+            "This message model version is retired",
+            f"{model.key} was retired on {model.sunset.isoformat()}; "
+            "see GET /v1/message-types for the current version.",
+        )
+    headers = {"Deprecation": "true"}
+    if model.sunset is not None:
+        sunset = datetime.combine(model.sunset, time(23, 59, 59), UTC)
+        headers["Sunset"] = format_datetime(sunset, usegmt=True)
+    return headers
+
+
 @router.post(
     "/messages/{message_type}/{version}",
     status_code=202,
@@ -90,6 +113,7 @@ async def submit_message(
             "Unknown message type or version",
             f"{message_type} v{version} is not published; see GET /v1/message-types.",
         )
+    lifecycle_headers = model_lifecycle_headers(model, date.today())
     body = await read_body(request, runtime.settings.max_body_bytes)
     message = parse_json(request, body)
     meta = SubmissionMeta(
@@ -102,7 +126,7 @@ async def submit_message(
     result = await submissions.submit(
         principal, model, body, message, meta, dry_run=dry_run, atomic=atomic
     )
-    headers = {"Location": f"/v1/receipts/{result.receipt['receipt_id']}"}
+    headers = {"Location": f"/v1/receipts/{result.receipt['receipt_id']}", **lifecycle_headers}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     return OrjsonResponse(result.receipt, status_code=200 if dry_run else 202, headers=headers)
