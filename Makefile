@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest install clean
+.PHONY: run test lint typecheck schemas-check pytest install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# A new model version must keep the compatibility its type promises.
+schemas-check: $(STAMP)
+	$(BIN)/intake schemas check
+
 # Starts Apache Kafka and PostgreSQL on loopback for the tests that need them (deploy/).
 pytest: $(STAMP)
 	deploy/with-services.sh $(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck schemas-check pytest
 
 clean:
 	rm -rf $(VENV) .intake .pytest_cache .mypy_cache .ruff_cache

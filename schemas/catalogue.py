@@ -213,7 +213,8 @@ def load_catalogue_from(root: Traversable) -> Catalogue:
         if not type_dir.is_dir() or type_dir.name.startswith(("_", ".")):
             continue
         for version_dir in sorted(type_dir.iterdir(), key=lambda n: n.name):
-            if version_dir.is_dir() and version_dir.name.isdigit():
+            is_model = version_dir.is_dir() and (version_dir / "schema.avsc").is_file()
+            if is_model and version_dir.name.isdigit():
                 models.append(_load_model(type_dir.name, int(version_dir.name), version_dir))
     return Catalogue(models)
 
