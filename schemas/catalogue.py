@@ -108,6 +108,7 @@ def event_schema(message_type: str, version: int, message_schema: dict[str, Any]
             {"name": "recorded_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
             {"name": "clinical_time", "type": ["null", "string"], "default": None},
             {"name": "context", "type": context},
+            {"name": "payload_type", "type": "string", "doc": "Full name of the item record."},
             {"name": "payload", "type": _item_record_definitions(block, namespace)},
         ],
     }

@@ -37,7 +37,10 @@ class AvroCodec:
         if data[:10] != self.header:
             raise UnknownSchemaError("bytes were written with another schema")
         return fastavro.schemaless_reader(
-            io.BytesIO(data[10:]), self.parsed, return_record_name=True
+            io.BytesIO(data[10:]),
+            self.parsed,
+            return_record_name=True,
+            return_record_name_override=True,
         )
 
 

@@ -77,12 +77,15 @@ class Event:
             "recorded_time": self.recorded_time,
             "clinical_time": self.clinical_time,
             "context": self.context,
+            "payload_type": self.payload_type,
             "payload": (self.payload_type, self.payload),
         }
 
     @classmethod
     def from_avro(cls, datum: dict[str, Any]) -> Event:
-        payload_type, payload = datum["payload"]
+        payload = datum["payload"]
+        if isinstance(payload, tuple):  # a union of several item records names its branch
+            payload = payload[1]
         return cls(
             event_id=datum["event_id"],
             receipt_id=datum["receipt_id"],
@@ -97,7 +100,7 @@ class Event:
             clinical_time=datum["clinical_time"],
             context=datum["context"],
             payload=payload,
-            payload_type=payload_type,
+            payload_type=datum["payload_type"],
         )
 
 

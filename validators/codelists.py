@@ -1,0 +1,192 @@
+"""Code lists: SNOMED CT reference sets and national code lists, versioned by effective time.
+
+A code list is a history of member states: (code, effective date, active). The version in force on
+a date is the membership as of the latest effective date not after it; a code whose latest state is
+inactive is an *inactive member* (its own finding), a code never seen is not a member.
+
+Sources:
+
+* RF2 simple refset files (SNOMED CT; UTF-8, tab-separated, header row, columns ``id effectiveTime
+  active moduleId refsetId referencedComponentId``), Full or Snapshot;
+* a TSV file with the header ``code display active effective`` (one row per member state);
+* a JSON file ``{"id", "title", "sample", "versions": [{"effective", "members": [{"code",
+  "display", "active"}]}]}``.
+
+Lists made for development and tests say ``"sample": true``, and findings name them as samples.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import resources
+from typing import Literal
+
+SourceFormat = Literal["rf2", "tsv", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    code: str
+    effective: date
+    active: bool
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """What a code list says of one code on one date."""
+
+    status: Literal["member", "inactive", "absent", "no_version"]
+    version: str | None  # "<list id>@<effective date>", with " (sample)" for sample lists
+
+
+@dataclass
+class CodeList:
+    id: str
+    title: str
+    sample: bool
+    source: str
+    states: list[MemberState] = field(default_factory=list)
+    _by_code: dict[str, tuple[list[date], list[MemberState]]] = field(default_factory=dict)
+    _effective_dates: list[date] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._index()
+
+    def _index(self) -> None:
+        by_code: dict[str, list[MemberState]] = {}
+        for state in sorted(self.states, key=lambda s: (s.code, s.effective)):
+            by_code.setdefault(state.code, []).append(state)
+        self._by_code = {c: ([s.effective for s in ss], ss) for c, ss in by_code.items()}
+        self._effective_dates = sorted({s.effective for s in self.states})
+
+    @property
+    def versions(self) -> list[date]:
+        return list(self._effective_dates)
+
+    def version_on(self, on: date) -> date | None:
+        i = bisect.bisect_right(self._effective_dates, on)
+        return self._effective_dates[i - 1] if i else None
+
+    def version_label(self, effective: date) -> str:
+        label = f"{self.id}@{effective.isoformat()}"
+        return f"{label} (sample)" if self.sample else label
+
+    def lookup(self, code: str, on: date) -> Membership:
+        version = self.version_on(on)
+        if version is None:
+            return Membership("no_version", None)
+        label = self.version_label(version)
+        entry = self._by_code.get(code)
+        if entry is None:
+            return Membership("absent", label)
+        dates, states = entry
+        i = bisect.bisect_right(dates, on)
+        if i == 0:
+            return Membership("absent", label)
+        return Membership("member" if states[i - 1].active else "inactive", label)
+
+    def members_on(self, on: date) -> list[MemberState]:
+        out = []
+        for dates, states in self._by_code.values():
+            i = bisect.bisect_right(dates, on)
+            if i:
+                out.append(states[i - 1])
+        return sorted(out, key=lambda s: s.code)
+
+
+class CodeListRegistry:
+    def __init__(self, lists: Iterable[CodeList] = ()) -> None:
+        self._lists = {c.id: c for c in lists}
+
+    def get(self, codelist_id: str) -> CodeList | None:
+        return self._lists.get(codelist_id)
+
+    def __iter__(self) -> Iterator[CodeList]:
+        return iter(sorted(self._lists.values(), key=lambda c: c.id))
+
+    def with_lists(self, lists: Iterable[CodeList]) -> CodeListRegistry:
+        """A registry where ``lists`` replace lists of the same id."""
+        return CodeListRegistry([*self._lists.values(), *lists])
+
+
+class CodeListFormatError(ValueError):
+    """A code-list file is not in the format it claims."""
+
+
+def _date8(value: str) -> date:
+    if len(value) != 8 or not value.isdigit():
+        raise CodeListFormatError(f"effectiveTime must be YYYYMMDD, got {value!r}")
+    return date(int(value[:4]), int(value[4:6]), int(value[6:]))
+
+
+def parse_rf2(text: str, *, codelist_id: str, title: str, sample: bool, source: str) -> CodeList:
+    rows = csv.reader(io.StringIO(text), delimiter="\t")
+    header = next(rows, None)
+    expected = ["id", "effectiveTime", "active", "moduleId", "refsetId", "referencedComponentId"]
+    if header is None or header[:6] != expected:
+        raise CodeListFormatError(f"an RF2 simple refset starts with the header {expected}")
+    states = []
+    for line, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) < 6 or row[2] not in ("0", "1"):
+            raise CodeListFormatError(f"line {line}: not an RF2 simple refset row")
+        states.append(MemberState(row[5], _date8(row[1]), row[2] == "1"))
+    return CodeList(codelist_id, title, sample, source, states)
+
+
+def parse_tsv(text: str, *, codelist_id: str, title: str, sample: bool, source: str) -> CodeList:
+    rows = csv.DictReader(io.StringIO(text), delimiter="\t")
+    if rows.fieldnames is None or not {"code", "active", "effective"} <= set(rows.fieldnames):
+        raise CodeListFormatError("a code-list TSV has the header: code display active effective")
+    states = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            states.append(
+                MemberState(
+                    row["code"],
+                    date.fromisoformat(row["effective"]),
+                    row["active"].strip().lower() in ("1", "true", "ja"),
+                    row.get("display") or "",
+                )
+            )
+        except ValueError as exc:
+            raise CodeListFormatError(f"line {line}: {exc}") from exc
+    return CodeList(codelist_id, title, sample, source, states)
+
+
+def parse_json(text: str, *, source: str) -> CodeList:
+    try:
+        data = json.loads(text)
+        states = [
+            MemberState(
+                m["code"],
+                date.fromisoformat(v["effective"]),
+                bool(m.get("active", True)),
+                m.get("display", ""),
+            )
+            for v in data["versions"]
+            for m in v["members"]
+        ]
+        return CodeList(
+            data["id"], data.get("title", data["id"]), bool(data.get("sample")), source, states
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodeListFormatError(f"not a code-list JSON document: {exc}") from exc
+
+
+def load_samples() -> list[CodeList]:
+    """The sample lists shipped for development and tests (every one marked as a sample)."""
+    folder = resources.files("validators") / "codelists_samples"
+    lists = []
+    for node in sorted(folder.iterdir(), key=lambda n: n.name):
+        if node.name.endswith(".json"):
+            lists.append(parse_json(node.read_text(encoding="utf-8"), source=node.name))
+    return lists
