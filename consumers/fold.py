@@ -6,7 +6,9 @@ its fold with the ``x-fold`` annotation on its schema; :data:`FOLDS` maps the na
 ``replace`` (appointments, consultations, dental treatments, NPR contacts):
     ``upsert`` replaces the state; ``supplement`` adds to it (fields it sets win, lists grow);
     ``delete`` and ``annul`` mark the object gone, keeping its last content; ``restore`` undoes
-    a deletion.
+    a deletion. Each report is the sender's whole current view of the object, so reports apply
+    in the order they were *recorded*: a correction (M) that moves the contact's date earlier
+    must still win over the original it corrects.
 
 ``iplos_service`` (municipal service allocations) is a state machine kept in ``tjenesteStatus``:
     ``service_started`` → active; ``stop_from`` → paused (remembering ``stoppId``);
@@ -59,7 +61,8 @@ def fold_replace(history: Sequence[HistoryEntry]) -> FoldedState:
         raise ValueError("an object has at least one event")
     state: dict[str, Any] | None = None
     deleted = False
-    for entry in history:
+    # sorted() is stable: reports recorded at the same instant keep their arrival order.
+    for entry in sorted(history, key=lambda e: e.recorded_time):
         if entry.action == "upsert":
             state, deleted = entry.payload, False
         elif entry.action == "supplement":
@@ -70,7 +73,7 @@ def fold_replace(history: Sequence[HistoryEntry]) -> FoldedState:
             deleted = False
         else:
             raise UnknownActionError(entry.action)
-    return _folded(history, state, deleted)
+    return _folded(sorted(history, key=lambda e: e.recorded_time), state, deleted)
 
 
 _SERVICE_STATUS = {

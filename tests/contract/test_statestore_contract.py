@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 
-from consumers.fold import fold_replace
+from consumers.fold import fold_iplos_service, fold_replace
 from eventlog.port import TopicPartition
 from schemas.events import Event
 from statestore.engine import StoreEngines, create_engines
@@ -140,14 +141,35 @@ async def test_duplicates_change_nothing(engines: StoreEngines) -> None:
 
 async def test_a_late_event_refolds_by_valid_time(engines: StoreEngines) -> None:
     repo = StateRepository(engines)
-    newer = _event("A", status=2, valid=T0 + timedelta(days=1), recorded=T0)
-    older = _event("A", status=1, valid=T0, recorded=T0 + timedelta(days=2))
-    await repo.apply("p", _sourced([newer]), {}, FOLDS)
-    await repo.apply("p", _sourced([older], start=1), {}, FOLDS)
+    folds = {"IPLOS_Tjenestehendelse": fold_iplos_service}
+
+    def service_event(action: str, valid: datetime, recorded: datetime) -> Event:
+        return dataclasses.replace(
+            _event("S-1", status=0, valid=valid, recorded=recorded),
+            message_type="IPLOS_Tjenestehendelse",
+            action=action,
+            payload={"tjenesteId": "S-1"},
+        )
+
+    ended = service_event("service_ended", T0 + timedelta(days=30), T0)
+    started = service_event("service_started", T0, T0 + timedelta(days=40))  # arrives late
+    await repo.apply("p", _sourced([ended]), {}, folds)
+    await repo.apply("p", _sourced([started], start=1), {}, folds)
+    state = await repo.get_object("974152533", "IPLOS_Tjenestehendelse", "S-1")
+    assert state is not None
+    assert state.state is not None
+    assert state.state["tjenesteStatus"] == "ended"  # valid time decides, not arrival
+    assert state.event_count == 2
+
+
+async def test_reports_of_a_replace_model_apply_in_recorded_order(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    original = _event("A", status=1, valid=T0 + timedelta(hours=2), recorded=T0)
+    correction = _event("A", status=2, valid=T0, recorded=T0 + timedelta(days=1))
+    await repo.apply("p", _sourced([original, correction]), {}, FOLDS)
     state = await repo.get_object("974152533", "HST_Avtale", "A")
     assert state is not None
-    assert state.state == newer.payload  # arrival order does not decide; valid time does
-    assert state.event_count == 2
+    assert state.state == correction.payload
 
 
 async def test_a_failed_batch_leaves_nothing_behind(engines: StoreEngines) -> None:

@@ -95,3 +95,28 @@ def test_example_events_round_trip_and_fold(model: MessageModel, example: Exampl
 def test_every_model_names_a_known_fold() -> None:
     for model in load_catalogue():
         assert model.fold in FOLDS, f"{model.key}: unknown x-fold {model.fold!r}"
+
+
+def _undocumented(schema: object, where: str) -> list[str]:
+    if isinstance(schema, list):
+        return [m for branch in schema for m in _undocumented(branch, where)]
+    if not isinstance(schema, dict):
+        return []
+    missing = []
+    if schema.get("type") == "record":
+        if not schema.get("doc"):
+            missing.append(f"{where} (record {schema['name']})")
+        for field in schema["fields"]:
+            if not field.get("doc"):
+                missing.append(f"{where}/{field['name']}")
+            missing += _undocumented(field["type"], f"{where}/{field['name']}")
+    elif schema.get("type") == "array":
+        missing += _undocumented(schema["items"], f"{where}/*")
+    return missing
+
+
+@pytest.mark.parametrize("model", list(load_catalogue()), ids=lambda m: m.key)
+def test_every_record_and_field_is_documented(model: MessageModel) -> None:
+    assert model.doc
+    assert _undocumented(model.schema, "") == []
+    assert {"x-status", "x-sunset", "x-compatibility", "x-fold"} <= set(model.schema)
