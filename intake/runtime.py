@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
@@ -19,9 +20,25 @@ from intake.metrics import Metrics
 from intake.settings import Settings
 from schemas.catalogue import Catalogue, load_catalogue
 from statestore import migrate
+from statestore.codelists import CodeListRepository
 from statestore.engine import StoreEngines, create_engines
 from statestore.projection import StateRepository
 from statestore.receipts import ReceiptRepository
+from validators.codelists import CodeListRegistry, load_samples
+from validators.engine import ModelValidator, ValidationContext
+
+
+class CodeLists:
+    """The code lists validation uses: the shipped samples, overridden by imported lists.
+    ``refresh`` picks up lists imported since (by ``intake codelists import``)."""
+
+    def __init__(self, repository: CodeListRepository) -> None:
+        self._repository = repository
+        self._samples = CodeListRegistry(load_samples())
+        self.registry = self._samples
+
+    async def refresh(self) -> None:
+        self.registry = self._samples.with_lists(await self._repository.load_all())
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,17 @@ class Runtime:
     receipts: ReceiptRepository
     state: StateRepository
     metrics: Metrics
+    codelists: CodeLists
+    validators: dict[str, ModelValidator]
+
+    def validation_context(self) -> ValidationContext:
+        return ValidationContext(
+            now=datetime.now(UTC),
+            allow_synthetic=self.settings.allows_synthetic_identities,
+            codelists=self.codelists.registry,
+            reporting_window_days=self.settings.reporting_window_days,
+            enforcement=self.settings.rule_enforcement,
+        )
 
     def accepted_topics(self) -> list[str]:
         return [self.topics.accepted(m.message_type, m.version) for m in self.catalogue]
@@ -78,7 +106,10 @@ async def open_runtime(
             receipts=ReceiptRepository(engines),
             state=StateRepository(engines),
             metrics=Metrics(registry if registry is not None else CollectorRegistry()),
+            codelists=CodeLists(CodeListRepository(engines)),
+            validators={m.key: ModelValidator(m) for m in catalogue},
         )
+        await runtime.codelists.refresh()
         await event_log.ensure_topics(
             [*runtime.accepted_topics(), topics.quarantine, topics.receipts]
         )

@@ -6,6 +6,7 @@ import time.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
     max_items: int = Field(default=100_000, ge=1)
 
+    # --- validation ------------------------------------------------------------------------
+    # Clinical dates older than this many days get a warning (BUS-003).
+    reporting_window_days: int = Field(default=5 * 365, ge=1)
+    # Graduated enforcement: rule id -> the date from which its errors reject items; before
+    # that date they are reported as warnings. JSON, e.g. {"BUS-101": "2027-01-01"}.
+    rule_enforcement: dict[str, date] = Field(default_factory=dict)
+
     # --- authentication --------------------------------------------------------------------
     # A real issuer (HelseID) is configured with issuer + JWKS; without one the dev issuer,
     # whose key pair lives in the data dir, signs and verifies tokens.
@@ -63,6 +71,11 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.auth_issuer is None:
             raise ValueError("production needs a real token issuer (INTAKE_AUTH_ISSUER)")
         return self
+
+    @property
+    def allows_synthetic_identities(self) -> bool:
+        """Synthetic test persons (month + 80) are accepted only outside production."""
+        return self.environment != "production"
 
     @property
     def uses_dev_issuer(self) -> bool:

@@ -60,7 +60,7 @@ class SubmissionService:
         atomic: bool = False,
     ) -> SubmissionResult:
         received_at = datetime.now(UTC)
-        result = model.validate_structure(message)
+        result = self._rt.validators[model.key].validate(message, self._rt.validation_context())
         if has_errors(result.message_findings):
             raise Problem(
                 422,

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     Dialect,
     ForeignKeyConstraint,
     Index,
@@ -134,4 +135,26 @@ consumer_offsets = Table(
     Column("partition", Integer, nullable=False),
     Column("next_offset", BigInteger, nullable=False),
     PrimaryKeyConstraint("consumer", "topic", "partition"),
+)
+
+codelists = Table(
+    "codelists",
+    metadata,
+    Column("codelist_id", String(100), primary_key=True),
+    Column("title", String(300), nullable=False),
+    Column("sample", Boolean, nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("imported_at", UTCDateTime, nullable=False),
+)
+
+codelist_states = Table(
+    "codelist_states",
+    metadata,
+    Column("codelist_id", String(100), nullable=False),
+    Column("code", String(100), nullable=False),
+    Column("effective", Date, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("display", String(500), nullable=False),
+    PrimaryKeyConstraint("codelist_id", "code", "effective"),
+    ForeignKeyConstraint(["codelist_id"], ["codelists.codelist_id"], ondelete="CASCADE"),
 )

@@ -10,7 +10,8 @@ Sources:
   active moduleId refsetId referencedComponentId``), Full or Snapshot;
 * a TSV file with the header ``code display active effective`` (one row per member state);
 * a JSON file ``{"id", "title", "sample", "versions": [{"effective", "members": [{"code",
-  "display", "active"}]}]}``.
+  "display", "active"}]}]}``, where each version lists the members whose state it sets (a later
+  version need only list what changes).
 
 Lists made for development and tests say ``"sample": true``, and findings name them as samples.
 """
@@ -187,6 +188,17 @@ def load_samples() -> list[CodeList]:
     folder = resources.files("validators") / "codelists_samples"
     lists = []
     for node in sorted(folder.iterdir(), key=lambda n: n.name):
-        if node.name.endswith(".json"):
+        if node.name.endswith(".rf2.txt"):
+            meta = json.loads((folder / node.name.replace(".txt", ".meta.json")).read_text())
+            lists.append(
+                parse_rf2(
+                    node.read_text(encoding="utf-8"),
+                    codelist_id=meta["id"],
+                    title=meta["title"],
+                    sample=bool(meta.get("sample")),
+                    source=node.name,
+                )
+            )
+        elif node.name.endswith(".json") and not node.name.endswith(".meta.json"):
             lists.append(parse_json(node.read_text(encoding="utf-8"), source=node.name))
     return lists

@@ -28,6 +28,10 @@ class Rule:
     since: str
     message_nb: str
     message_en: str
+    applies_to: tuple[str, ...] = ("*",)  # "Type/version" keys, or "*" for every model
+
+    def applies(self, model_key: str) -> bool:
+        return "*" in self.applies_to or model_key in self.applies_to
 
     def finding(self, path: str, codelist_version: str | None = None, **params: Any) -> Finding:
         values = _SafeFormat(params)
@@ -41,12 +45,13 @@ class Rule:
             codelist_version=codelist_version,
         )
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "rule_id": self.rule_id,
             "level": self.level,
             "severity": self.severity,
             "since": self.since,
+            "applies_to": list(self.applies_to),
             "message_nb": self.message_nb,
             "message_en": self.message_en,
         }
@@ -67,6 +72,7 @@ def parse_catalogue(text: str) -> dict[str, Rule]:
             since=entry["since"],
             message_nb=entry["message_nb"],
             message_en=entry["message_en"],
+            applies_to=tuple(entry.get("applies_to", ["*"])),
         )
     return rules
 

@@ -20,8 +20,9 @@ def example_message(name: str = "valid/example.json") -> list[dict[str, Any]]:
 
 
 def appointment(
-    object_id: str, *, status: int = 1, unit: str = "974152533"
+    object_id: str, *, status: int = 1, journal: str | None = None, unit: str = "974152533"
 ) -> list[dict[str, Any]]:
+    """One appointment; ``status`` must be in the attendance code list (1-4)."""
     return [
         {
             "orgNr": unit,
@@ -31,6 +32,7 @@ def appointment(
                     "avtaleId": object_id,
                     "datoTid": "2024-05-10T09:30:00+02:00",
                     "konsultasjonType": "PQ",
+                    "journalId": journal,
                     "oppmoteStatus": status,
                     "avdeling": {"lokalenhetId": "HS-1"},
                     "person": {"personId": f"P-{object_id}"},

@@ -119,11 +119,11 @@ async def _send_until_accepted(
 
 async def _stream_with_restarts(
     server: Server, kill_after: list[int], sig: signal.Signals
-) -> tuple[list[str], dict[str, int]]:
+) -> tuple[list[str], dict[str, str]]:
     await server.start()
     token = server.token()
     receipts: list[str] = []
-    expected: dict[str, int] = {}
+    expected: dict[str, str] = {}
     restarts: list[asyncio.Task[None]] = []
     failed_attempts: list[str] = []
     async with httpx.AsyncClient(timeout=10) as client:
@@ -142,13 +142,13 @@ async def _stream_with_restarts(
                 await _send_until_accepted(
                     client,
                     server,
-                    appointment(object_id, status=i % 90),
+                    appointment(object_id, journal=f"J-{i}"),
                     f"k-{i}",
                     token,
                     failed_attempts,
                 )
             )
-            expected[object_id] = i % 90
+            expected[object_id] = f"J-{i}"
         await asyncio.gather(*restarts)
         assert len(restarts) == len(kill_after)
         # The stops really interrupted the stream: some requests failed and were retried.
@@ -168,15 +168,15 @@ async def _stream_with_restarts(
     return receipts, expected
 
 
-def _check_store(data_dir: Path, expected: dict[str, int]) -> None:
+def _check_store(data_dir: Path, expected: dict[str, str]) -> None:
     db = sqlite3.connect(data_dir / "state.sqlite3")
     try:
         events = db.execute("SELECT count(*), count(DISTINCT receipt_id) FROM events").fetchone()
         assert events == (MESSAGES, MESSAGES), "every accepted item exactly once in the history"
         rows = db.execute(
-            "SELECT object_id, event_count, json_extract(state, '$.oppmoteStatus') FROM objects"
+            "SELECT object_id, event_count, json_extract(state, '$.journalId') FROM objects"
         ).fetchall()
-        assert {oid: status for oid, _, status in rows} == expected
+        assert {oid: journal for oid, _, journal in rows} == expected
         assert {oid: count for oid, count, _ in rows} == {
             f"obj-{k}": MESSAGES // OBJECTS for k in range(OBJECTS)
         }

@@ -11,6 +11,8 @@ from consumers.fold import FOLDS
 from schemas.catalogue import Example, MessageModel, load_catalogue
 from schemas.events import Event, event_for_item
 from statestore.projection import HistoryEntry
+from validators.codelists import CodeListRegistry, load_samples
+from validators.engine import ModelValidator, ValidationContext
 from validators.findings import has_errors
 
 CASES = [
@@ -26,9 +28,17 @@ def test_every_model_has_valid_and_invalid_examples() -> None:
         assert kinds == {True, False}, f"{model.key} needs valid and invalid examples"
 
 
+# Examples are judged on a fixed day, with the shipped sample code lists, as in production.
+CONTEXT = ValidationContext(
+    now=datetime(2026, 1, 15, 12, 0, tzinfo=UTC),
+    allow_synthetic=False,
+    codelists=CodeListRegistry(load_samples()),
+)
+
+
 @pytest.mark.parametrize(("model", "example"), CASES)
 def test_example_findings(model: MessageModel, example: Example) -> None:
-    result = model.validate_structure(example.message)
+    result = ModelValidator(model).validate(example.message, CONTEXT)
     if example.valid:
         assert result.message_findings == []
         assert result.items, "a valid example has items"
@@ -51,7 +61,7 @@ def test_example_findings(model: MessageModel, example: Example) -> None:
 @pytest.mark.parametrize(("model", "example"), CASES)
 def test_example_events_round_trip_and_fold(model: MessageModel, example: Example) -> None:
     catalogue = load_catalogue()
-    result = model.validate_structure(example.message)
+    result = ModelValidator(model).validate(example.message, CONTEXT)
     if has_errors(result.message_findings):
         return  # refused as a whole: no events
     recorded = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
