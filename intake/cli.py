@@ -22,6 +22,8 @@ consume_app = typer.Typer(no_args_is_help=True, help="Run consumer services on t
 app.add_typer(consume_app, name="consume")
 schemas_app = typer.Typer(no_args_is_help=True, help="The published message models.")
 app.add_typer(schemas_app, name="schemas")
+codelists_app = typer.Typer(no_args_is_help=True, help="Code lists used by validation.")
+app.add_typer(codelists_app, name="codelists")
 ModelsRoot = Annotated[
     Path | None,
     typer.Option("--root", help="A models folder to use instead of the published one."),
@@ -31,6 +33,12 @@ err = Console(stderr=True)
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where embedded data lives (default ./.intake).")
 ]
+
+
+def _wide_console() -> Console:
+    """Tables keep their columns whole when printed to a pipe or a file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -152,7 +160,7 @@ def schemas_list(root: ModelsRoot = None) -> None:
             ", ".join(s.array_field for s in model.item_specs),
             ", ".join(sorted({b["codelist"] for b in model.codelist_bindings})),
         )
-    Console().print(table)
+    _wide_console().print(table)
 
 
 @schemas_app.command("export")
@@ -196,6 +204,105 @@ def schemas_check(root: ModelsRoot = None) -> None:
     if problems:
         raise typer.Exit(1)
     err.print(f"{len(list(catalogue))} model versions checked: compatible")
+
+
+@codelists_app.command("import")
+def codelists_import(
+    path: Annotated[Path, typer.Argument(help="The file: RF2 simple refset, TSV or JSON.")],
+    file_format: Annotated[
+        str, typer.Option("--format", help="rf2, tsv or json (default: from the file name).")
+    ] = "",
+    codelist_id: Annotated[
+        str | None, typer.Option("--id", help="The code list's id (rf2 and tsv).")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="A title (rf2 and tsv).")] = None,
+    sample: Annotated[bool, typer.Option(help="Mark the list as a sample.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Import a code list into the store; running servers pick it up within a minute."""
+    from statestore import migrate as store_migrate
+    from statestore.codelists import CodeListRepository
+    from statestore.engine import create_engines
+    from validators.codelists import CodeListFormatError, parse_json, parse_rf2, parse_tsv
+
+    settings = _settings(data_dir)
+    fmt = file_format or (
+        "json" if path.suffix == ".json" else "tsv" if path.suffix == ".tsv" else "rf2"
+    )
+    text = path.read_text(encoding="utf-8")
+    try:
+        if fmt == "json":
+            codelist = parse_json(text, source=path.name)
+        elif fmt in ("rf2", "tsv"):
+            if not codelist_id:
+                err.print("[red]--id is required for rf2 and tsv files.[/]")
+                raise typer.Exit(2)
+            parse = parse_rf2 if fmt == "rf2" else parse_tsv
+            codelist = parse(
+                text,
+                codelist_id=codelist_id,
+                title=title or codelist_id,
+                sample=sample,
+                source=path.name,
+            )
+        else:
+            err.print(f"[red]Unknown format {fmt!r}; use rf2, tsv or json.[/]")
+            raise typer.Exit(2)
+    except CodeListFormatError as exc:
+        err.print(f"[red]{path}: {exc}[/]")
+        raise typer.Exit(1) from exc
+
+    async def save() -> None:
+        if settings.auto_migrate:
+            await store_migrate.upgrade(settings.resolved_database_url)
+        engines = create_engines(settings.resolved_database_url)
+        try:
+            await CodeListRepository(engines).save(codelist)
+        finally:
+            await engines.dispose()
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(save())
+    versions = ", ".join(v.isoformat() for v in codelist.versions)
+    err.print(f"imported {codelist.id}: {len(codelist.states)} member states, versions {versions}")
+
+
+@codelists_app.command("list")
+def codelists_list(data_dir: DataDir = None) -> None:
+    """List the code lists validation uses (imported ones override the shipped samples)."""
+    from rich.table import Table
+
+    from statestore import migrate as store_migrate
+    from statestore.codelists import CodeListRepository
+    from statestore.engine import create_engines
+    from validators.codelists import CodeListRegistry, load_samples
+
+    settings = _settings(data_dir)
+
+    async def load() -> CodeListRegistry:
+        if settings.auto_migrate:
+            await store_migrate.upgrade(settings.resolved_database_url)
+        engines = create_engines(settings.resolved_database_url)
+        try:
+            imported = await CodeListRepository(engines).load_all()
+        finally:
+            await engines.dispose()
+        return CodeListRegistry(load_samples()).with_lists(imported)
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    table = Table("id", "title", "sample", "versions", "members now", "source")
+    for codelist in asyncio.run(load()):
+        latest = codelist.versions[-1] if codelist.versions else None
+        active = [s for s in codelist.members_on(latest) if s.active] if latest else []
+        table.add_row(
+            codelist.id,
+            codelist.title,
+            "yes" if codelist.sample else "no",
+            ", ".join(v.isoformat() for v in codelist.versions),
+            str(len(active)),
+            codelist.source,
+        )
+    _wide_console().print(table)
 
 
 @app.command()

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # Graduated enforcement: rule id -> the date from which its errors reject items; before
     # that date they are reported as warnings. JSON, e.g. {"BUS-101": "2027-01-01"}.
     rule_enforcement: dict[str, date] = Field(default_factory=dict)
+    # How often a running process reloads code lists imported with `intake codelists import`.
+    codelist_refresh_seconds: float = Field(default=60.0, gt=0)
 
     # --- authentication --------------------------------------------------------------------
     # A real issuer (HelseID) is configured with issuer + JWKS; without one the dev issuer,

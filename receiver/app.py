@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consumers.projector import Projector
 from intake import __version__
 from intake.metrics import Metrics
-from intake.runtime import open_runtime
+from intake.runtime import Runtime, open_runtime
 from intake.settings import Settings
 from receiver.auth import verifier_for
 from receiver.openapi import install_openapi
@@ -75,6 +75,19 @@ class RequestObservation:
                 metrics.http_duration.labels(template).observe(time.perf_counter() - started)
 
 
+async def _refresh_codelists(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Reload imported code lists now and then, so an import reaches every replica."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), runtime.settings.codelist_refresh_seconds)
+        if stop.is_set():
+            return
+        try:
+            await runtime.codelists.refresh()
+        except Exception:  # keep validating with the lists we have; try again next time
+            log.exception("code lists could not be reloaded")
+
+
 def create_app(
     settings: Settings,
     *,
@@ -89,7 +102,7 @@ def create_app(
             app.state.submissions = SubmissionService(runtime)
             app.state.consumers = {}
             stop = asyncio.Event()
-            tasks = []
+            tasks = [asyncio.create_task(_refresh_codelists(runtime, stop), name="codelists")]
             if run_consumers:
                 projector = Projector(runtime)
                 app.state.consumers["projector"] = projector

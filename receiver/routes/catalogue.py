@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter
@@ -101,3 +102,50 @@ async def download_json_schema(message_type: str, version: int, runtime: Runtime
 @router.get("/rules", summary="The rule catalogue")
 async def list_rules() -> OrjsonResponse:
     return OrjsonResponse([r.as_dict() for r in load_rules().values()])
+
+
+@router.get("/codelists", summary="Code lists used by validation")
+async def list_codelists(runtime: RuntimeDep) -> OrjsonResponse:
+    return OrjsonResponse(
+        [
+            {
+                "id": c.id,
+                "title": c.title,
+                "sample": c.sample,
+                "source": c.source,
+                "versions": [v.isoformat() for v in c.versions],
+                "href": f"/v1/codelists/{c.id}",
+            }
+            for c in runtime.codelists.registry
+        ]
+    )
+
+
+@router.get("/codelists/{codelist_id}", summary="A code list: versions and members")
+async def get_codelist(
+    codelist_id: str, runtime: RuntimeDep, on: date | None = None
+) -> OrjsonResponse:
+    codelist = runtime.codelists.registry.get(codelist_id)
+    if codelist is None:
+        raise Problem(404, "unknown_codelist", "Unknown code list", f"No code list {codelist_id}.")
+    version = codelist.version_on(on or date.today())
+    members = codelist.members_on(version) if version else []
+    return OrjsonResponse(
+        {
+            "id": codelist.id,
+            "title": codelist.title,
+            "sample": codelist.sample,
+            "source": codelist.source,
+            "versions": [v.isoformat() for v in codelist.versions],
+            "version": codelist.version_label(version) if version else None,
+            "members": [
+                {
+                    "code": m.code,
+                    "display": m.display,
+                    "active": m.active,
+                    "since": m.effective.isoformat(),
+                }
+                for m in members
+            ],
+        }
+    )

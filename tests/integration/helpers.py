@@ -35,7 +35,7 @@ def appointment(
                     "journalId": journal,
                     "oppmoteStatus": status,
                     "avdeling": {"lokalenhetId": "HS-1"},
-                    "person": {"personId": f"P-{object_id}"},
+                    "person": {"personId": f"P-{object_id}", "fodselsNr": "15031245610"},
                 }
             ],
         }
