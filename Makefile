@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck schemas-check pytest install clean
+.PHONY: run test lint typecheck schemas-check pytest bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ pytest: $(STAMP)
 	deploy/with-services.sh $(BIN)/pytest
 
 test: lint typecheck schemas-check pytest
+
+# Benchmarks print their figures and ratios, and append them to bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench_validation --record
 
 clean:
 	rm -rf $(VENV) .intake .pytest_cache .mypy_cache .ruff_cache

@@ -86,10 +86,20 @@ class _Field:
 
     path: tuple[str, ...]
     annotations: Mapping[str, Any]
+    pointer: str = ""  # the JSON pointer suffix, when the path crosses no array
 
     def values(self, record: Any) -> Iterator[tuple[str, Any]]:
         """(JSON pointer suffix, value) for every non-null occurrence in ``record``."""
-        yield from _walk(record, self.path, "")
+        if "*" in self.path:
+            yield from _walk(record, self.path, "")
+            return
+        node = record  # the common case, without the recursive walk
+        for part in self.path:
+            if not isinstance(node, dict):
+                return
+            node = node.get(part)
+        if node is not None:
+            yield self.pointer, node
 
 
 def _walk(node: Any, path: tuple[str, ...], pointer: str) -> Iterator[tuple[str, Any]]:
@@ -143,7 +153,8 @@ def _collect(schema: Any, path: tuple[str, ...], plan: _Plan, named: dict[str, A
         if "x-item" in f:
             continue  # item arrays are planned by themselves
         ann = {k: v for k, v in f.items() if k.startswith("x-")}
-        here = _Field((*path, f["name"]), ann)
+        field_path = (*path, f["name"])
+        here = _Field(field_path, ann, "/" + "/".join(field_path))
         if "x-identifier" in ann:
             plan.identifiers.append(here)
             if ann["x-identifier"] in NATIONAL_IDENTITY_KINDS:
@@ -297,6 +308,7 @@ class ModelValidator:
         self, plan: _Plan, record: Any, base: str, on: date, ctx: ValidationContext
     ) -> list[Finding]:
         out: list[Finding] = []
+        on_text = on.isoformat()
         for spec in plan.codes:
             codelist_id = spec.annotations["x-codelist"]
             codelist = ctx.codelists.get(codelist_id)
@@ -308,7 +320,9 @@ class ModelValidator:
                 found = codelist.lookup(code, on)
                 if found.status == "absent" and "." in code:  # ICD-10 is stored without dots
                     found = codelist.lookup(code.replace(".", ""), on)
-                params = {"code": code, "codelist": codelist_id, "on": on.isoformat()}
+                if found.status == "member":
+                    continue
+                params = {"code": code, "codelist": codelist_id, "on": on_text}
                 if found.status == "absent":
                     self._add(out, self._finding(ctx, "KOD-001", path, found.version, **params))
                 elif found.status == "inactive":
