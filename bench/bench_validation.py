@@ -7,6 +7,7 @@ Target (DESIGN §12): ours ≥ 3× jsonschema; goal: as fast as fastjsonschema.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 import time
@@ -85,10 +86,8 @@ def main() -> list[str]:
                 pass
 
         def with_fastjsonschema(msg: Any = message, c: Any = compiled) -> None:
-            try:
+            with contextlib.suppress(fastjsonschema.JsonSchemaException):  # stops at the first
                 c(msg)
-            except fastjsonschema.JsonSchemaException:
-                pass
 
         rates = [_rate(f, ITEMS_PER_MESSAGE) for f in (ours, with_jsonschema, with_fastjsonschema)]
         for i, r in enumerate(rates):
