@@ -12,6 +12,7 @@ from intake.runtime import Runtime
 from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.problems import Problem
 from receiver.submission import SubmissionService
+from schemas.catalogue import MessageModel
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -22,6 +23,19 @@ def get_runtime(request: Request) -> Runtime:
 def get_submissions(request: Request) -> SubmissionService:
     service: SubmissionService = request.app.state.submissions
     return service
+
+
+def published_model(runtime: Runtime, message_type: str, version: int) -> MessageModel:
+    """The model named in a path, or 404 ``unknown_message_type``."""
+    model = runtime.catalogue.get(message_type, version)
+    if model is None:
+        raise Problem(
+            404,
+            "unknown_message_type",
+            "Unknown message type or version",
+            f"{message_type} v{version} is not published; see GET /v1/message-types.",
+        )
+    return model
 
 
 def _unauthorized(detail: str) -> Problem:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from validators.structure import full_name
+
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # What our structure check accepts as a timestamp: ISO 8601 date, time and a required offset.
 DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
@@ -54,13 +56,13 @@ class _Converter:
             return _with_doc(out, schema)
         if kind == "enum":
             enum = _with_doc({"type": "string", "enum": list(schema["symbols"])}, schema)
-            self._named[_full_name(schema, namespace)] = enum
+            self._named[full_name(schema, namespace)] = enum
             return enum
         return _primitive(kind, {**schema, **annotations})
 
     def _record(self, schema: dict[str, Any], namespace: str) -> dict[str, Any]:
-        full_name = _full_name(schema, namespace)
-        own_namespace = full_name.rpartition(".")[0]
+        record_name = full_name(schema, namespace)
+        own_namespace = record_name.rpartition(".")[0]
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in schema["fields"]:
@@ -81,7 +83,7 @@ class _Converter:
         out["properties"] = properties
         if required:
             out["required"] = required
-        self._named[full_name] = out
+        self._named[record_name] = out
         return out
 
 
@@ -89,14 +91,6 @@ def _with_doc(out: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     if "doc" in schema:
         out["description"] = schema["doc"]
     return out
-
-
-def _full_name(schema: dict[str, Any], namespace: str) -> str:
-    name: str = schema["name"]
-    if "." in name:
-        return name
-    ns = schema.get("namespace", namespace)
-    return f"{ns}.{name}" if ns else name
 
 
 def _primitive(kind: str, ann: dict[str, Any]) -> dict[str, Any]:

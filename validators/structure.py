@@ -249,7 +249,7 @@ class StructureCompiler:
                 return INVALID
             return value
 
-        self._named[_full_name(schema, namespace)] = check
+        self._named[full_name(schema, namespace)] = check
         return check
 
     def _array(self, schema: dict[str, Any], namespace: str, ann: dict[str, Any]) -> Node:
@@ -275,7 +275,7 @@ class StructureCompiler:
         if not (isinstance(items, dict) and items.get("type") == "record"):
             raise NotImplementedError("x-item arrays must hold an inline record")
         spec = ItemSpec.from_annotation(
-            ann["x-array-field"], _full_name(items, namespace), item_annotation
+            ann["x-array-field"], full_name(items, namespace), item_annotation
         )
         self.item_specs.append(spec)
 
@@ -302,13 +302,13 @@ class StructureCompiler:
         return check_items
 
     def _record(self, schema: dict[str, Any], namespace: str) -> Node:
-        full_name = _full_name(schema, namespace)
-        own_namespace = full_name.rpartition(".")[0]
+        record_name = full_name(schema, namespace)
+        own_namespace = record_name.rpartition(".")[0]
         fields: list[tuple[str, Node, bool, Any, bool]] = []
         item_fields: set[str] = set()
         # Register before compiling fields so recursive references resolve.
         compiled: dict[str, Node] = {}
-        self._named[full_name] = lambda value, path, ctx: compiled["node"](value, path, ctx)
+        self._named[record_name] = lambda value, path, ctx: compiled["node"](value, path, ctx)
         for f in schema["fields"]:
             ann = {k: v for k, v in f.items() if k.startswith("x-")}
             if "x-item" in ann:
@@ -362,7 +362,8 @@ class StructureCompiler:
 _PRIMITIVES = frozenset({"string", "int", "long", "float", "double", "boolean", "null"})
 
 
-def _full_name(schema: dict[str, Any], namespace: str) -> str:
+def full_name(schema: dict[str, Any], namespace: str) -> str:
+    """An Avro named type's full name, as the specification resolves it."""
     name: str = schema["name"]
     if "." in name:
         return name

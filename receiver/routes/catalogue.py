@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from receiver.deps import RuntimeDep
+from receiver.deps import RuntimeDep, published_model
 from receiver.problems import Problem
 from receiver.responses import OrjsonResponse
 from schemas.catalogue import MessageModel
@@ -33,18 +33,6 @@ def _summary(model: MessageModel) -> dict[str, Any]:
     }
 
 
-def _model(runtime: RuntimeDep, message_type: str, version: int) -> MessageModel:
-    model = runtime.catalogue.get(message_type, version)
-    if model is None:
-        raise Problem(
-            404,
-            "unknown_message_type",
-            "Unknown message type or version",
-            f"{message_type} v{version} is not published; see GET /v1/message-types.",
-        )
-    return model
-
-
 @router.get("/message-types", summary="Published message types and versions")
 async def list_message_types(runtime: RuntimeDep) -> OrjsonResponse:
     return OrjsonResponse([_summary(m) for m in runtime.catalogue])
@@ -55,7 +43,7 @@ async def list_message_types(runtime: RuntimeDep) -> OrjsonResponse:
     summary="One model: Avro schema, generated JSON Schema, examples and code-list bindings",
 )
 async def get_message_type(message_type: str, version: int, runtime: RuntimeDep) -> OrjsonResponse:
-    model = _model(runtime, message_type, version)
+    model = published_model(runtime, message_type, version)
     return OrjsonResponse(
         {
             **_summary(model),
@@ -75,28 +63,25 @@ async def get_message_type(message_type: str, version: int, runtime: RuntimeDep)
     )
 
 
+def _download(model: MessageModel, body: Any, media_type: str, suffix: str) -> Response:
+    filename = f"{model.message_type}.v{model.version}.{suffix}"
+    return OrjsonResponse(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 @router.get("/message-types/{message_type}/{version}/schema.avsc", summary="Download: Avro")
 async def download_avro(message_type: str, version: int, runtime: RuntimeDep) -> Response:
-    model = _model(runtime, message_type, version)
-    return OrjsonResponse(
-        model.schema,
-        media_type="application/avro+json",
-        headers={
-            "Content-Disposition": f'attachment; filename="{model.message_type}.v{version}.avsc"'
-        },
-    )
+    model = published_model(runtime, message_type, version)
+    return _download(model, model.schema, "application/avro+json", "avsc")
 
 
 @router.get("/message-types/{message_type}/{version}/schema.json", summary="Download: JSON Schema")
 async def download_json_schema(message_type: str, version: int, runtime: RuntimeDep) -> Response:
-    model = _model(runtime, message_type, version)
-    return OrjsonResponse(
-        model.json_schema,
-        media_type="application/schema+json",
-        headers={
-            "Content-Disposition": f'attachment; filename="{model.message_type}.v{version}.json"'
-        },
-    )
+    model = published_model(runtime, message_type, version)
+    return _download(model, model.json_schema, "application/schema+json", "json")
 
 
 @router.get("/rules", summary="The rule catalogue")

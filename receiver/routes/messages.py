@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 
-from receiver.deps import Reporter, RuntimeDep, SubmissionsDep
+from receiver.deps import Reporter, RuntimeDep, SubmissionsDep, published_model
 from receiver.problems import Problem
 from receiver.responses import OrjsonResponse
 from receiver.submission import SubmissionMeta
@@ -105,14 +105,7 @@ async def submit_message(
     x_software_name: Annotated[str | None, Header(max_length=200)] = None,
     x_software_version: Annotated[str | None, Header(max_length=100)] = None,
 ) -> OrjsonResponse:
-    model = runtime.catalogue.get(message_type, version)
-    if model is None:
-        raise Problem(
-            404,
-            "unknown_message_type",
-            "Unknown message type or version",
-            f"{message_type} v{version} is not published; see GET /v1/message-types.",
-        )
+    model = published_model(runtime, message_type, version)
     lifecycle_headers = model_lifecycle_headers(model, date.today())
     body = await read_body(request, runtime.settings.max_body_bytes)
     message = parse_json(request, body)
