@@ -1,20 +1,22 @@
 """Last-known state as a pure fold over an object's history, one fold per kind of model.
 
-The history arrives in fold order (valid time, then recorded time, then arrival). A model names
-its fold with the ``x-fold`` annotation on its schema; :data:`FOLDS` maps the names to functions.
+The history arrives in fold order (:func:`statestore.projection.fold_order`). A model names its
+fold with the ``x-fold`` annotation on its schema; :data:`FOLDS` maps the names to functions.
+Each fold returns the state after every event (the versions that point-in-time questions are
+answered from) and the integrity findings it made.
 
 ``replace`` (appointments, consultations, dental treatments, NPR contacts):
     ``upsert`` replaces the state; ``supplement`` adds to it (fields it sets win, lists grow);
     ``delete`` and ``annul`` mark the object gone, keeping its last content; ``restore`` undoes
-    a deletion. Each report is the sender's whole current view of the object, so reports apply
-    in the order they were *recorded*: a correction (M) that moves the contact's date earlier
-    must still win over the original it corrects.
+    a deletion. Deleting or annulling an object that was never reported is INT-003.
 
 ``iplos_service`` (municipal service allocations) is a state machine kept in ``tjenesteStatus``:
     ``service_started`` → active; ``stop_from`` → paused (remembering ``stoppId``);
     ``stop_to`` → active; ``service_ended`` → ended; ``provider_changed`` keeps the status.
-    Every event's fields are merged into the state, so the latest provider, service type and
-    dates are there.
+    Every event's fields are merged into the state, so the latest provider and service type are
+    there; the dates of start and end are kept as ``startDato`` and ``sluttDato``.
+    Findings: ending a service never started (INT-001), a stop-to with no open stop (INT-002),
+    any other event on a service that is not active or paused (INT-004).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from statestore.projection import Fold, FoldedState, HistoryEntry
+from statestore.projection import Fold, FoldResult, FoldStep, HistoryEntry, Violation
 
 
 class UnknownActionError(ValueError):
@@ -42,38 +44,28 @@ def _merge(state: dict[str, Any] | None, addition: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def _folded(
-    history: Sequence[HistoryEntry], state: dict[str, Any] | None, deleted: bool
-) -> FoldedState:
-    last = history[-1]
-    return FoldedState(
-        state=state,
-        deleted=deleted,
-        version=last.version,
-        last_event_id=last.event_id,
-        valid_time=last.valid_time,
-        event_count=len(history),
-    )
-
-
-def fold_replace(history: Sequence[HistoryEntry]) -> FoldedState:
+def fold_replace(history: Sequence[HistoryEntry]) -> FoldResult:
     if not history:
         raise ValueError("an object has at least one event")
     state: dict[str, Any] | None = None
     deleted = False
-    # sorted() is stable: reports recorded at the same instant keep their arrival order.
-    for entry in sorted(history, key=lambda e: e.recorded_time):
+    steps: list[FoldStep] = []
+    violations: list[Violation] = []
+    for entry in history:
         if entry.action == "upsert":
             state, deleted = entry.payload, False
         elif entry.action == "supplement":
             state = _merge(state, entry.payload)
         elif entry.action in ("delete", "annul"):
+            if state is None:
+                violations.append(Violation(entry.event_id, "INT-003", {"action": entry.action}))
             deleted = True
         elif entry.action == "restore":
             deleted = False
         else:
             raise UnknownActionError(entry.action)
-    return _folded(sorted(history, key=lambda e: e.recorded_time), state, deleted)
+        steps.append(FoldStep(entry, state, deleted))
+    return FoldResult(tuple(steps), tuple(violations))
 
 
 _SERVICE_STATUS = {
@@ -84,21 +76,41 @@ _SERVICE_STATUS = {
 }
 
 
-def fold_iplos_service(history: Sequence[HistoryEntry]) -> FoldedState:
+def fold_iplos_service(history: Sequence[HistoryEntry]) -> FoldResult:
     if not history:
         raise ValueError("an object has at least one event")
     state: dict[str, Any] = {"tjenesteStatus": None, "aapentStoppId": None}
+    steps: list[FoldStep] = []
+    violations: list[Violation] = []
     for entry in history:
-        if entry.action not in _SERVICE_STATUS and entry.action != "provider_changed":
-            raise UnknownActionError(entry.action)
+        action = entry.action
+        if action not in _SERVICE_STATUS and action != "provider_changed":
+            raise UnknownActionError(action)
+        status = state["tjenesteStatus"]
+        if action == "service_ended" and status is None:
+            violations.append(Violation(entry.event_id, "INT-001"))
+        elif action == "stop_to" and state["aapentStoppId"] is None:
+            violations.append(Violation(entry.event_id, "INT-002"))
+        elif action != "service_started" and status not in ("active", "paused"):
+            violations.append(
+                Violation(
+                    entry.event_id, "INT-004", {"status": status or "ikke startet / not started"}
+                )
+            )
         state = _merge(state, entry.payload)
-        if entry.action in _SERVICE_STATUS:
-            state["tjenesteStatus"] = _SERVICE_STATUS[entry.action]
-        if entry.action == "stop_from":
+        if action in _SERVICE_STATUS:
+            state["tjenesteStatus"] = _SERVICE_STATUS[action]
+        day = entry.valid_time.date().isoformat()
+        if action == "service_started":
+            state["startDato"] = day
+        elif action == "service_ended":
+            state["sluttDato"] = day
+        if action == "stop_from":
             state["aapentStoppId"] = entry.payload.get("stoppId")
-        elif entry.action in ("stop_to", "service_ended"):
+        elif action in ("stop_to", "service_ended"):
             state["aapentStoppId"] = None
-    return _folded(history, state, deleted=False)
+        steps.append(FoldStep(entry, dict(state), deleted=False))
+    return FoldResult(tuple(steps), tuple(violations))
 
 
 FOLDS: dict[str, Fold] = {"replace": fold_replace, "iplos_service": fold_iplos_service}

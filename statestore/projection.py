@@ -5,18 +5,24 @@ either way every event is applied exactly once."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventlog.port import TopicPartition
 from schemas.events import Event
 from statestore.dialect import insert_for
 from statestore.engine import StoreEngines
-from statestore.tables import consumer_offsets, events, objects
+from statestore.tables import (
+    consumer_offsets,
+    events,
+    integrity_findings,
+    object_versions,
+    objects,
+)
 
 _T = TypeVar("_T")
 ObjectKey = tuple[str, str, str]  # unit, message type, object id
@@ -24,26 +30,55 @@ ObjectKey = tuple[str, str, str]  # unit, message type, object id
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
+    """One event in an object's history, as the fold sees it."""
+
     event_id: str
     version: int
     action: str
     valid_time: datetime
     recorded_time: datetime
     payload: dict[str, Any]
+    item_index: int = 0
+    context: dict[str, Any] = field(default_factory=dict)
+    clinical_time: str | None = None
+
+
+def fold_order(entry: HistoryEntry) -> tuple[datetime, datetime, int, str]:
+    """The one order histories fold in: valid time, then recorded time, then position in the
+    message, then event id, so that the order never depends on arrival."""
+    return (entry.valid_time, entry.recorded_time, entry.item_index, entry.event_id)
 
 
 @dataclass(frozen=True, slots=True)
-class FoldedState:
+class FoldStep:
+    """The object's state right after one event."""
+
+    entry: HistoryEntry
     state: dict[str, Any] | None
     deleted: bool
-    version: int
-    last_event_id: str
-    valid_time: datetime
-    event_count: int
 
 
-# A pure function from an object's history, in fold order, to its last-known state.
-Fold = Callable[[Sequence[HistoryEntry]], FoldedState]
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """An integrity finding the fold made about one event (the rule catalogue gives its text)."""
+
+    event_id: str
+    rule_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    steps: tuple[FoldStep, ...]
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def last(self) -> FoldStep:
+        return self.steps[-1]
+
+
+# A pure function from an object's history, in fold order, to its states and findings.
+Fold = Callable[[Sequence[HistoryEntry]], FoldResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +93,8 @@ class SourcedEvent:
 class ApplyResult:
     applied_event_ids: frozenset[str]
     duplicates: int
+    # Integrity findings on this batch's events, as (message type, rule id).
+    violations: tuple[tuple[str, str], ...] = ()
 
     @property
     def applied(self) -> int:
@@ -75,7 +112,89 @@ class ObjectView:
     event_count: int
     last_event_id: str
     valid_time: datetime
-    updated_at: datetime
+    updated_at: datetime | None
+    context: dict[str, Any] | None = None
+    clinical_time: str | None = None
+
+
+_HISTORY_COLUMNS = (
+    events.c.unit,
+    events.c.message_type,
+    events.c.object_id,
+    events.c.event_id,
+    events.c.version,
+    events.c.action,
+    events.c.valid_time,
+    events.c.recorded_time,
+    events.c.payload,
+    events.c.item_index,
+    events.c.context,
+    events.c.clinical_time,
+)
+_FOLD_ORDER = (events.c.valid_time, events.c.recorded_time, events.c.item_index, events.c.event_id)
+
+
+def _entry(row: Any) -> HistoryEntry:
+    return HistoryEntry(
+        row.event_id,
+        row.version,
+        row.action,
+        row.valid_time,
+        row.recorded_time,
+        row.payload,
+        row.item_index,
+        row.context or {},
+        row.clinical_time,
+    )
+
+
+def _view(
+    unit: str, message_type: str, object_id: str, result: FoldResult, updated_at: datetime | None
+) -> ObjectView:
+    last = result.last
+    return ObjectView(
+        unit,
+        message_type,
+        object_id,
+        last.entry.version,
+        last.state,
+        last.deleted,
+        len(result.steps),
+        last.entry.event_id,
+        last.entry.valid_time,
+        updated_at,
+        last.entry.context,
+        last.entry.clinical_time,
+    )
+
+
+def _versions(
+    unit: str, message_type: str, object_id: str, result: FoldResult
+) -> list[dict[str, Any]]:
+    """Intervals of valid time: each version lasts until the next one with a later valid time
+    (events with the same valid time collapse into the last of them)."""
+    by_start: dict[datetime, FoldStep] = {}
+    for step in result.steps:
+        by_start[step.entry.valid_time] = step
+    starts = sorted(by_start)
+    rows = []
+    for i, start in enumerate(starts):
+        step = by_start[start]
+        rows.append(
+            {
+                "unit": unit,
+                "message_type": message_type,
+                "object_id": object_id,
+                "valid_from": start,
+                "valid_to": starts[i + 1] if i + 1 < len(starts) else None,
+                "state": step.state,
+                "deleted": step.deleted,
+                "context": step.entry.context,
+                "clinical_time": step.entry.clinical_time,
+                "event_id": step.entry.event_id,
+            }
+        )
+    return rows
 
 
 class StateRepository:
@@ -100,12 +219,13 @@ class StateRepository:
         next_offsets: Mapping[TopicPartition, int],
         folds: Mapping[str, Fold],
     ) -> ApplyResult:
-        """Append new events, re-fold the objects they touch with their message type's fold,
-        and store the consumer's next offsets, all in one transaction."""
+        """Append new events, re-fold the objects they touch with their message type's fold
+        (state, versions, integrity findings), and store the consumer's next offsets, all in
+        one transaction."""
         now = datetime.now(UTC)
         dialect = self._engines.dialect
+        violations: list[tuple[str, str]] = []
         async with self._engines.writer.begin() as conn:
-            # In arrival order: the history's sequence number breaks ties in the fold.
             unique: dict[str, SourcedEvent] = {}
             for sourced in batch:
                 unique.setdefault(sourced.event.event_id, sourced)
@@ -127,7 +247,8 @@ class StateRepository:
                     for event_id, s in unique.items()
                     if event_id in inserted
                 }
-                await self._refold(conn, touched, folds, now)
+                found = await self._refold(conn, touched, folds, now)
+                violations = [(mt, rule) for event_id, mt, rule in found if event_id in inserted]
             if next_offsets:
                 stmt = insert_for(dialect, consumer_offsets)
                 await conn.execute(
@@ -146,8 +267,24 @@ class StateRepository:
                     ],
                 )
         return ApplyResult(
-            applied_event_ids=frozenset(inserted), duplicates=len(batch) - len(inserted)
+            applied_event_ids=frozenset(inserted),
+            duplicates=len(batch) - len(inserted),
+            violations=tuple(violations),
         )
+
+    async def _histories(
+        self, conn: AsyncConnection, keys: Iterable[ObjectKey]
+    ) -> dict[ObjectKey, list[HistoryEntry]]:
+        histories: dict[ObjectKey, list[HistoryEntry]] = {k: [] for k in keys}
+        for chunk in _chunks(sorted(histories), 300):
+            result = await conn.execute(
+                select(*_HISTORY_COLUMNS)
+                .where(tuple_(events.c.unit, events.c.message_type, events.c.object_id).in_(chunk))
+                .order_by(*_FOLD_ORDER)
+            )
+            for r in result:
+                histories[(r.unit, r.message_type, r.object_id)].append(_entry(r))
+        return histories
 
     async def _refold(
         self,
@@ -155,47 +292,40 @@ class StateRepository:
         keys: set[ObjectKey],
         folds: Mapping[str, Fold],
         now: datetime,
-    ) -> None:
-        histories: dict[ObjectKey, list[HistoryEntry]] = {k: [] for k in keys}
-        for chunk in _chunks(sorted(keys), 300):
-            result = await conn.execute(
-                select(
-                    events.c.unit,
-                    events.c.message_type,
-                    events.c.object_id,
-                    events.c.event_id,
-                    events.c.version,
-                    events.c.action,
-                    events.c.valid_time,
-                    events.c.recorded_time,
-                    events.c.payload,
-                )
-                .where(tuple_(events.c.unit, events.c.message_type, events.c.object_id).in_(chunk))
-                .order_by(events.c.valid_time, events.c.recorded_time, events.c.seq)
-            )
-            for r in result:
-                histories[(r.unit, r.message_type, r.object_id)].append(
-                    HistoryEntry(
-                        r.event_id, r.version, r.action, r.valid_time, r.recorded_time, r.payload
-                    )
-                )
-        rows = []
-        for (unit, message_type, object_id), history in histories.items():
-            folded = folds[message_type](history)
-            rows.append(
+    ) -> list[tuple[str, str, str]]:
+        """Re-fold ``keys``; returns the integrity findings as (event id, type, rule id)."""
+        object_rows, version_rows, finding_rows = [], [], []
+        for (unit, message_type, object_id), history in (await self._histories(conn, keys)).items():
+            result = folds[message_type](history)
+            view = _view(unit, message_type, object_id, result, now)
+            object_rows.append(
                 {
                     "unit": unit,
                     "message_type": message_type,
                     "object_id": object_id,
-                    "version": folded.version,
-                    "state": folded.state,
-                    "deleted": folded.deleted,
-                    "event_count": folded.event_count,
-                    "last_event_id": folded.last_event_id,
-                    "valid_time": folded.valid_time,
+                    "version": view.version,
+                    "state": view.state,
+                    "deleted": view.deleted,
+                    "event_count": view.event_count,
+                    "last_event_id": view.last_event_id,
+                    "valid_time": view.valid_time,
                     "updated_at": now,
+                    "context": view.context,
+                    "clinical_time": view.clinical_time,
                 }
             )
+            version_rows += _versions(unit, message_type, object_id, result)
+            finding_rows += [
+                {
+                    "event_id": v.event_id,
+                    "rule_id": v.rule_id,
+                    "unit": unit,
+                    "message_type": message_type,
+                    "object_id": object_id,
+                    "params": v.params,
+                }
+                for v in result.violations
+            ]
         stmt = insert_for(self._engines.dialect, objects)
         await conn.execute(
             stmt.on_conflict_do_update(
@@ -210,11 +340,27 @@ class StateRepository:
                         "last_event_id",
                         "valid_time",
                         "updated_at",
+                        "context",
+                        "clinical_time",
                     )
                 },
             ),
-            rows,
+            object_rows,
         )
+        for table in (object_versions, integrity_findings):
+            for chunk in _chunks(sorted(keys), 300):
+                await conn.execute(
+                    delete(table).where(
+                        tuple_(table.c.unit, table.c.message_type, table.c.object_id).in_(chunk)
+                    )
+                )
+        if version_rows:
+            await conn.execute(object_versions.insert(), version_rows)
+        if finding_rows:
+            await conn.execute(integrity_findings.insert(), finding_rows)
+        return [
+            (str(r["event_id"]), str(r["message_type"]), str(r["rule_id"])) for r in finding_rows
+        ]
 
     async def get_object(self, unit: str, message_type: str, object_id: str) -> ObjectView | None:
         async with self._engines.reader.connect() as conn:
@@ -240,7 +386,50 @@ class StateRepository:
             row.last_event_id,
             row.valid_time,
             row.updated_at,
+            row.context,
+            row.clinical_time,
         )
+
+    async def state_at(
+        self,
+        unit: str,
+        message_type: str,
+        object_id: str,
+        fold: Fold,
+        *,
+        valid_before: datetime | None = None,
+        known_at: datetime | None = None,
+    ) -> ObjectView | None:
+        """The object's state from the events valid before ``valid_before`` that the register
+        had recorded by ``known_at``: the fold of that part of its history."""
+        if valid_before is None and known_at is None:
+            return await self.get_object(unit, message_type, object_id)
+        query = select(*_HISTORY_COLUMNS).where(
+            events.c.unit == unit,
+            events.c.message_type == message_type,
+            events.c.object_id == object_id,
+        )
+        if valid_before is not None:
+            query = query.where(events.c.valid_time < valid_before)
+        if known_at is not None:
+            query = query.where(events.c.recorded_time <= known_at)
+        async with self._engines.reader.connect() as conn:
+            history = [_entry(r) for r in await conn.execute(query.order_by(*_FOLD_ORDER))]
+        if not history:
+            return None
+        return _view(unit, message_type, object_id, fold(history), None)
+
+    async def integrity_findings_for(self, event_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """Integrity findings by event id, as (rule id, params) pairs."""
+        found: dict[str, list[Any]] = {}
+        async with self._engines.reader.connect() as conn:
+            for chunk in _chunks(list(event_ids), 500):
+                rows = await conn.execute(
+                    select(integrity_findings).where(integrity_findings.c.event_id.in_(chunk))
+                )
+                for r in rows:
+                    found.setdefault(r.event_id, []).append((r.rule_id, r.params))
+        return found
 
     async def count_events(self) -> int:
         async with self._engines.reader.connect() as conn:

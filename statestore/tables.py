@@ -124,7 +124,42 @@ objects = Table(
     Column("last_event_id", String(36), nullable=False),
     Column("valid_time", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("context", Json),
+    Column("clinical_time", String(40)),
     PrimaryKeyConstraint("unit", "message_type", "object_id"),
+)
+
+# The object's states over valid time: one row per version, [valid_from, valid_to).
+# Point-in-time statistics read this table (see docs/state-queries.md).
+object_versions = Table(
+    "object_versions",
+    metadata,
+    Column("unit", String(9), nullable=False),
+    Column("message_type", String(64), nullable=False),
+    Column("object_id", String(200), nullable=False),
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("valid_to", UTCDateTime),
+    Column("state", Json),
+    Column("deleted", Boolean, nullable=False),
+    Column("context", Json),
+    Column("clinical_time", String(40)),
+    Column("event_id", String(36), nullable=False),
+    PrimaryKeyConstraint("unit", "message_type", "object_id", "valid_from"),
+    Index("ix_object_versions_time", "message_type", "valid_from", "valid_to"),
+)
+
+# Integrity findings the fold made about events, recomputed whenever their object re-folds.
+integrity_findings = Table(
+    "integrity_findings",
+    metadata,
+    Column("event_id", String(36), nullable=False),
+    Column("rule_id", String(20), nullable=False),
+    Column("unit", String(9), nullable=False),
+    Column("message_type", String(64), nullable=False),
+    Column("object_id", String(200), nullable=False),
+    Column("params", Json, nullable=False),
+    PrimaryKeyConstraint("event_id", "rule_id"),
+    Index("ix_integrity_object", "unit", "message_type", "object_id"),
 )
 
 consumer_offsets = Table(

@@ -20,7 +20,7 @@ from schemas.events import Event
 from statestore.engine import StoreEngines, create_engines
 from statestore.migrate import upgrade
 from statestore.projection import (
-    FoldedState,
+    FoldResult,
     HistoryEntry,
     SourcedEvent,
     StateRepository,
@@ -162,11 +162,14 @@ async def test_a_late_event_refolds_by_valid_time(engines: StoreEngines) -> None
     assert state.event_count == 2
 
 
-async def test_reports_of_a_replace_model_apply_in_recorded_order(engines: StoreEngines) -> None:
+async def test_a_correction_follows_what_it_corrects(engines: StoreEngines) -> None:
+    # Replace models take arrival as valid time, so an M report that moves the contact's own
+    # date earlier still comes after the original.
     repo = StateRepository(engines)
-    original = _event("A", status=1, valid=T0 + timedelta(hours=2), recorded=T0)
-    correction = _event("A", status=2, valid=T0, recorded=T0 + timedelta(days=1))
-    await repo.apply("p", _sourced([original, correction]), {}, FOLDS)
+    original = _event("A", status=1, valid=T0, recorded=T0)
+    later = T0 + timedelta(days=1)
+    correction = _event("A", status=2, valid=later, recorded=later)
+    await repo.apply("p", _sourced([correction, original]), {}, FOLDS)
     state = await repo.get_object("974152533", "HST_Avtale", "A")
     assert state is not None
     assert state.state == correction.payload
@@ -175,7 +178,7 @@ async def test_reports_of_a_replace_model_apply_in_recorded_order(engines: Store
 async def test_a_failed_batch_leaves_nothing_behind(engines: StoreEngines) -> None:
     repo = StateRepository(engines)
 
-    def broken_fold(history: Sequence[HistoryEntry]) -> FoldedState:
+    def broken_fold(history: Sequence[HistoryEntry]) -> FoldResult:
         raise RuntimeError("fold failed")
 
     with pytest.raises(RuntimeError):

@@ -10,7 +10,7 @@ import pytest
 from consumers.fold import FOLDS
 from schemas.catalogue import Example, MessageModel, load_catalogue
 from schemas.events import Event, event_for_item
-from statestore.projection import HistoryEntry
+from statestore.projection import HistoryEntry, fold_order
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
 from validators.findings import has_errors
@@ -93,13 +93,16 @@ def test_example_events_round_trip_and_fold(model: MessageModel, example: Exampl
                 event.valid_time,
                 event.recorded_time,
                 event.payload,
+                event.item_index,
+                event.context,
+                event.clinical_time,
             )
         )
     for history in histories.values():
-        history.sort(key=lambda h: (h.valid_time, h.recorded_time))
+        history.sort(key=fold_order)
         folded = fold(history)
-        assert folded.event_count == len(history)
-        assert folded.last_event_id == history[-1].event_id
+        assert len(folded.steps) == len(history)
+        assert folded.last.entry.event_id == history[-1].event_id
 
 
 def test_every_model_names_a_known_fold() -> None:

@@ -199,7 +199,9 @@ def _rules_fired(base: str, mutate: Mutation, ctx: ValidationContext) -> set[str
 
 
 def test_every_rule_has_a_case() -> None:
-    assert set(load_rules()) == set(CASES)
+    # Integrity rules come from the folds and have their cases in test_fold.py.
+    checked = {rid for rid, r in load_rules().items() if r.level != "integrity"}
+    assert checked == set(CASES)
 
 
 @pytest.mark.parametrize("rule_id", sorted(CASES))
