@@ -17,6 +17,8 @@ PRODUCE_ERRORS = "intake_produce_errors_total"
 EVENTS_APPLIED = "intake_events_applied_total"
 APPLY_DURATION = "intake_apply_duration_seconds"
 CONSUMER_LAG = "intake_consumer_lag_records"
+INTEGRITY_FINDINGS = "intake_integrity_findings_total"
+POISON_RECORDS = "intake_poison_records_total"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -70,6 +72,18 @@ class Metrics:
             APPLY_DURATION,
             "Time to apply one batch of events to the state store.",
             buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.integrity_findings = Counter(
+            INTEGRITY_FINDINGS.removesuffix("_total"),
+            "Integrity findings the projector made, by message type and rule id.",
+            ["message_type", "rule_id"],
+            registry=registry,
+        )
+        self.poison_records = Counter(
+            POISON_RECORDS.removesuffix("_total"),
+            "Records a consumer could not read and moved to quarantine, by consumer.",
+            ["consumer"],
             registry=registry,
         )
         self.consumer_lag = Gauge(

@@ -189,10 +189,12 @@ class Catalogue:
         self.codecs = CodecRegistry()
         for model in models:
             self.codecs.register(model.event_codec)
-        self.quarantine_codec = AvroCodec(
-            _read_json(resources.files("schemas") / "envelopes" / "quarantine.avsc")
-        )
-        self.codecs.register(self.quarantine_codec)
+        envelopes = resources.files("schemas") / "envelopes"
+        self.quarantine_codec = AvroCodec(_read_json(envelopes / "quarantine.avsc"))
+        self.poison_codec = AvroCodec(_read_json(envelopes / "poison.avsc"))
+        self.receipt_update_codec = AvroCodec(_read_json(envelopes / "receipt_update.avsc"))
+        for codec in (self.quarantine_codec, self.poison_codec, self.receipt_update_codec):
+            self.codecs.register(codec)
 
     def get(self, message_type: str, version: int) -> MessageModel | None:
         return self._models.get((message_type, version))

@@ -15,7 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 
 from statestore.engine import StoreEngines
-from statestore.tables import events, receipt_items, receipts
+from statestore.tables import events, integrity_findings, receipt_items, receipts
+from validators.rules import rule
 
 ReserveOutcome = Literal["created", "existing", "conflict"]
 
@@ -234,6 +235,15 @@ class ReceiptRepository:
                     .order_by(receipt_items.c.item_index)
                 )
             ).all()
+            applied = [r.event_id for r in rows if r.applied_by == receipt_id]
+            integrity: dict[str, list[dict[str, Any]]] = {}
+            for chunk in (applied[i : i + 500] for i in range(0, len(applied), 500)):
+                for f in await conn.execute(
+                    select(integrity_findings).where(integrity_findings.c.event_id.in_(chunk))
+                ):
+                    integrity.setdefault(f.event_id, []).append(
+                        _integrity_finding(f.rule_id, f.params, f.event_id, rows)
+                    )
         view = ReceiptView(
             receipt_id=head.receipt_id,
             unit=head.unit,
@@ -255,9 +265,20 @@ class ReceiptRepository:
                 status = "applied"
             else:
                 status = "duplicate"
+            findings = (
+                row.findings + integrity.get(row.event_id, []) if row.event_id else row.findings
+            )
             view.items.append(
                 ReceiptItemView(
-                    row.item_index, row.path, row.object_id, row.event_id, status, row.findings
+                    row.item_index, row.path, row.object_id, row.event_id, status, findings
                 )
             )
         return view
+
+
+def _integrity_finding(
+    rule_id: str, params: dict[str, Any], event_id: str, rows: Any
+) -> dict[str, Any]:
+    """An integrity finding as it appears on the receipt, at its item's path."""
+    path = next((r.path for r in rows if r.event_id == event_id), "")
+    return rule(rule_id).finding(path, **params).as_dict()
