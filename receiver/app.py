@@ -26,7 +26,7 @@ from intake.settings import Settings
 from receiver.auth import verifier_for
 from receiver.openapi import install_openapi
 from receiver.problems import install_problem_handlers
-from receiver.routes import catalogue, messages, operations, receipts
+from receiver.routes import catalogue, messages, operations, receipts, state
 from receiver.submission import SubmissionService
 from schemas.catalogue import load_catalogue
 
@@ -127,7 +127,8 @@ def create_app(
     )
     install_problem_handlers(app)
     install_openapi(app, load_catalogue())
-    for router in (messages.router, receipts.router, catalogue.router, operations.router):
+    routers = (messages.router, receipts.router, catalogue.router, state.router, operations.router)
+    for router in routers:
         app.include_router(router)
     app.add_middleware(
         RequestObservation,

@@ -79,3 +79,4 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SubmissionsDep = Annotated[SubmissionService, Depends(get_submissions)]
 Reporter = Annotated[Principal, Depends(require_scope("intake:report"))]
+StateReader = Annotated[Principal, Depends(require_scope("intake:state"))]

@@ -46,6 +46,10 @@ class MessageModel:
     examples: tuple[Example, ...]
     json_schema: dict[str, Any]
     codelist_bindings: tuple[dict[str, str], ...]
+    # What point-in-time statistics may group by: name -> (source, key), where source is
+    # "unit", "month" (of the clinical time), "context" (the unit block) or "state" (a coded
+    # field of the item, never a personal one).
+    dimensions: dict[str, tuple[str, str]]
 
     @property
     def status(self) -> str:
@@ -153,6 +157,26 @@ def _codelist_bindings(schema: Any, path: str) -> list[dict[str, str]]:
     return out
 
 
+def _dimensions(schema: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    block = schema["items"]
+    dims: dict[str, tuple[str, str]] = {"unit": ("unit", ""), "month": ("month", "")}
+    for f in block["fields"]:
+        if "x-item" not in f and "x-identifier" not in f:
+            dims[f["name"]] = ("context", f["name"])
+        if "x-item" not in f:
+            continue
+        for item_field in f["type"]["items"]["fields"]:
+            kind = item_field["type"]
+            coded = "x-codelist" in item_field or (
+                isinstance(kind, dict) and kind.get("type") == "enum"
+            )
+            if coded and not item_field.get("x-personal"):
+                dims[item_field["name"]] = ("state", item_field["name"])
+    if schema.get("x-fold") == "iplos_service":
+        dims["tjenesteStatus"] = ("state", "tjenesteStatus")
+    return dims
+
+
 def _unit_field(block: dict[str, Any]) -> str:
     for f in block["fields"]:
         if f.get("x-identifier") == "orgnr":
@@ -178,6 +202,7 @@ def _load_model(message_type: str, version: int, folder: Traversable) -> Message
         fold=str(schema["x-fold"]),
         json_schema=to_json_schema(message_type, version, schema),
         codelist_bindings=tuple(_codelist_bindings(schema, "")),
+        dimensions=_dimensions(schema),
         event_codec=AvroCodec(event_schema(message_type, version, schema)),
         examples=_load_examples(folder),
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventlog.port import TopicPartition
@@ -418,6 +418,45 @@ class StateRepository:
         if not history:
             return None
         return _view(unit, message_type, object_id, fold(history), None)
+
+    async def stats(
+        self,
+        message_type: str,
+        *,
+        at: datetime,
+        group_by: Sequence[tuple[str, str, str]],
+        status: str | None = None,
+        unit: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Objects of a type that existed (not deleted) at the instant ``at``, counted by
+        ``group_by``: (name, source, key) with source "unit", "month", "context" or "state".
+        Reads the versions table: one index range scan on (message_type, valid_from)."""
+        v = object_versions
+        columns = []
+        for name, source, key in group_by:
+            if source == "unit":
+                column: Any = v.c.unit
+            elif source == "month":
+                column = func.substr(v.c.clinical_time, 1, 7)
+            elif source == "context":
+                column = v.c.context[key].as_string()
+            else:
+                column = v.c.state[key].as_string()
+            columns.append(column.label(name))
+        query = select(*columns, func.count().label("count")).where(
+            v.c.message_type == message_type,
+            v.c.valid_from < at,
+            or_(v.c.valid_to.is_(None), v.c.valid_to >= at),
+            v.c.deleted.is_(False),
+        )
+        if status is not None:
+            query = query.where(v.c.state["tjenesteStatus"].as_string() == status)
+        if unit is not None:
+            query = query.where(v.c.unit == unit)
+        if columns:
+            query = query.group_by(*columns).order_by(*columns)
+        async with self._engines.reader.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def integrity_findings_for(self, event_ids: Sequence[str]) -> dict[str, list[Any]]:
         """Integrity findings by event id, as (rule id, params) pairs."""
