@@ -10,13 +10,14 @@ from typing import Any
 
 import httpx
 
-EXAMPLES = (
-    Path(__file__).resolve().parents[2] / "schemas" / "models" / "HST_Avtale" / "1" / "examples"
-)
+MODELS = Path(__file__).resolve().parents[2] / "schemas" / "models"
 
 
-def example_message(name: str = "valid/example.json") -> list[dict[str, Any]]:
-    return copy.deepcopy(json.loads((EXAMPLES / name).read_text(encoding="utf-8")))
+def example_message(
+    name: str = "valid/example.json", model: str = "HST_Avtale/1"
+) -> list[dict[str, Any]]:
+    path = MODELS / model / "examples" / name
+    return copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
 
 
 def appointment(
