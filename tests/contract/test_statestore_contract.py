@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -296,3 +297,139 @@ async def test_arrival_order_breaks_ties_within_a_batch(engines: StoreEngines) -
     state = await repo.get_object("974152533", "HST_Avtale", "A")
     assert state is not None
     assert state.state == same[-1].payload
+
+
+def _service_events(unit: str) -> list[Event]:
+    """A few IPLOS services' events, with same-day events and one late correction of order."""
+    plan: list[tuple[str, str, int, dict[str, Any]]] = [
+        ("S-1", "service_started", 0, {"tjenesteType": "21"}),
+        ("S-1", "provider_changed", 10, {"tjenesteutforer": {"lokalId": "B"}}),
+        ("S-1", "stop_from", 20, {"stoppId": "X"}),
+        ("S-1", "stop_to", 25, {"stoppId": "X"}),
+        ("S-1", "service_ended", 40, {}),
+        ("S-2", "service_started", 5, {"tjenesteType": "15"}),
+        ("S-2", "stop_from", 5, {"stoppId": "Y"}),
+        ("S-3", "service_ended", 30, {}),  # never started: INT-001
+    ]
+    out = []
+    for i, (service, action, day, payload) in enumerate(plan):
+        event = _event(
+            service,
+            status=0,
+            valid=T0 + timedelta(days=day),
+            recorded=T0 + timedelta(days=50, seconds=i),
+            index=i,
+            unit=unit,
+        )
+        out.append(
+            dataclasses.replace(
+                event,
+                event_id=f"{unit}-{i}",
+                message_type="IPLOS_Tjenestehendelse",
+                action=action,
+                payload={"tjenesteId": service, **payload},
+                context={"orgNr": unit, "kommuneNr": "4601"},
+            )
+        )
+    return out
+
+
+async def _snapshot(engines: StoreEngines, unit: str) -> list[Any]:
+    from sqlalchemy import select as sa_select
+
+    from statestore.tables import integrity_findings, object_versions, objects
+
+    async with engines.reader.connect() as conn:
+        objs = sorted(
+            (r.object_id, r.state, r.deleted, r.event_count)
+            for r in await conn.execute(sa_select(objects).where(objects.c.unit == unit))
+        )
+        versions = sorted(
+            (r.object_id, r.valid_from, r.valid_to, r.state)
+            for r in await conn.execute(
+                sa_select(object_versions).where(object_versions.c.unit == unit)
+            )
+        )
+        findings = sorted(
+            (r.object_id, r.rule_id, r.event_id.split("-", 1)[1])
+            for r in await conn.execute(
+                sa_select(integrity_findings).where(integrity_findings.c.unit == unit)
+            )
+        )
+    return [objs, versions, findings]
+
+
+async def test_any_arrival_order_and_batching_with_duplicates_gives_one_result(
+    engines: StoreEngines,
+) -> None:
+    import random
+
+    repo = StateRepository(engines)
+    folds = {"IPLOS_Tjenestehendelse": fold_iplos_service}
+    reference = None
+    for seed in range(6):
+        unit = f"97415{seed:04d}"
+        stream = _service_events(unit)
+        rng = random.Random(seed)
+        arrived = stream + rng.sample(stream, k=3)  # redelivered duplicates
+        rng.shuffle(arrived)
+        offset = 0
+        while arrived:
+            size = rng.randint(1, 4)
+            batch, arrived = arrived[:size], arrived[size:]
+            await repo.apply("p", _sourced(batch, start=offset), {}, folds)
+            offset += size
+        snapshot = await _snapshot(engines, unit)
+        if reference is None:
+            reference = snapshot
+            assert [o[0] for o in snapshot[0]] == ["S-1", "S-2", "S-3"]
+            assert snapshot[2] == [("S-3", "INT-001", "7")]
+        assert snapshot == reference, f"seed {seed}"
+
+
+async def test_state_as_of_and_known_at(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    stream = _service_events("974152533")
+    await repo.apply("p", _sourced(stream[:2]), {}, {"IPLOS_Tjenestehendelse": fold_iplos_service})
+    known = T0 + timedelta(days=50, seconds=1)
+    await repo.apply(
+        "p", _sourced(stream[2:], start=2), {}, {"IPLOS_Tjenestehendelse": fold_iplos_service}
+    )
+    args = ("974152533", "IPLOS_Tjenestehendelse", "S-1", fold_iplos_service)
+    now = await repo.state_at(*args)
+    assert now is not None
+    assert (now.state or {})["tjenesteStatus"] == "ended"
+    mid = await repo.state_at(*args, valid_before=T0 + timedelta(days=21))
+    assert mid is not None
+    assert ((mid.state or {})["tjenesteStatus"], mid.event_count) == ("paused", 3)
+    then = await repo.state_at(*args, known_at=known)
+    assert then is not None
+    assert ((then.state or {})["tjenesteStatus"], then.event_count) == ("active", 2)
+    assert await repo.state_at(*args, valid_before=T0) is None
+
+
+async def test_point_in_time_statistics_from_versions(engines: StoreEngines) -> None:
+    repo = StateRepository(engines)
+    await repo.apply(
+        "p",
+        _sourced(_service_events("974152533")),
+        {},
+        {"IPLOS_Tjenestehendelse": fold_iplos_service},
+    )
+    dims = [("tjenesteStatus", "state", "tjenesteStatus"), ("kommuneNr", "context", "kommuneNr")]
+
+    async def at(day: int) -> list[dict[str, Any]]:
+        return await repo.stats(
+            "IPLOS_Tjenestehendelse", at=T0 + timedelta(days=day), group_by=dims
+        )
+
+    assert await at(3) == [{"tjenesteStatus": "active", "kommuneNr": "4601", "count": 1}]
+    assert await at(22) == [{"tjenesteStatus": "paused", "kommuneNr": "4601", "count": 2}]
+    assert await at(45) == [
+        {"tjenesteStatus": "ended", "kommuneNr": "4601", "count": 2},
+        {"tjenesteStatus": "paused", "kommuneNr": "4601", "count": 1},
+    ]
+    active = await repo.stats(
+        "IPLOS_Tjenestehendelse", at=T0 + timedelta(days=3), group_by=[], status="active"
+    )
+    assert active == [{"count": 1}]
