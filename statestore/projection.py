@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy import and_, delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from eventlog.port import TopicPartition
 from schemas.events import Event
@@ -430,7 +431,7 @@ class StateRepository:
     ) -> list[dict[str, Any]]:
         """Objects of a type that existed (not deleted) at the instant ``at``, counted by
         ``group_by``: (name, source, key) with source "unit", "month", "context" or "state".
-        Reads the versions table: one index range scan on (message_type, valid_from)."""
+        Reads only the versions table (plans in docs/state-queries.md)."""
         v = object_versions
         columns = []
         for name, source, key in group_by:
@@ -443,11 +444,14 @@ class StateRepository:
             else:
                 column = v.c.state[key].as_string()
             columns.append(column.label(name))
+        valid_at: ColumnElement[bool]
+        if self._engines.dialect == "postgresql":
+            # Matches the GiST index of migration 0004: the versions whose (from, to] holds at.
+            valid_at = func.tstzrange(v.c.valid_from, v.c.valid_to, "(]").op("@>")(at)
+        else:
+            valid_at = and_(v.c.valid_from < at, or_(v.c.valid_to.is_(None), v.c.valid_to >= at))
         query = select(*columns, func.count().label("count")).where(
-            v.c.message_type == message_type,
-            v.c.valid_from < at,
-            or_(v.c.valid_to.is_(None), v.c.valid_to >= at),
-            v.c.deleted.is_(False),
+            v.c.message_type == message_type, valid_at, v.c.deleted.is_(False)
         )
         if status is not None:
             query = query.where(v.c.state["tjenesteStatus"].as_string() == status)

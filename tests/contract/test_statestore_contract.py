@@ -101,7 +101,12 @@ def _sourced(events: Sequence[Event], start: int = 0) -> list[SourcedEvent]:
 
 async def test_migrations_create_exactly_the_declared_tables(engines: StoreEngines) -> None:
     def diff(conn: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+        # The GiST index over valid-time ranges (migration 0004) exists on PostgreSQL only.
+        def declared(obj: object, name: str | None, *_: object) -> bool:
+            return name != "ix_object_versions_during"
+
+        context = MigrationContext.configure(conn, opts={"include_object": declared})
+        return list(compare_metadata(context, metadata))
 
     async with engines.writer.connect() as conn:
         assert await conn.run_sync(diff) == []
