@@ -142,6 +142,8 @@ class Projector:
             result = await self._rt.state.apply(CONSUMER_NAME, batch, next_offsets, self._folds)
             self._rt.metrics.apply_duration.observe(time.perf_counter() - started)
             self._count(batch, result)
+            if result.applied:
+                self._rt.receipt_changed.notify()
             await consumer.commit(next_offsets)
             positions.update(next_offsets)
             await self._emit_receipt_updates(batch, result)

@@ -5,6 +5,8 @@ The gateway's lifespan, ``intake serve`` and ``intake consume`` all open one :cl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,10 +24,27 @@ from schemas.catalogue import Catalogue, load_catalogue
 from statestore import migrate
 from statestore.codelists import CodeListRepository
 from statestore.engine import StoreEngines, create_engines
+from statestore.feed import ReceiptFeed
 from statestore.projection import StateRepository
 from statestore.receipts import ReceiptRepository
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
+
+
+class ChangeSignal:
+    """Wakes long-polling feed readers in this process when a receipt changed; readers poll
+    anyway, for changes made by other processes."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
 
 
 class CodeLists:
@@ -53,6 +72,8 @@ class Runtime:
     metrics: Metrics
     codelists: CodeLists
     validators: dict[str, ModelValidator]
+    feed: ReceiptFeed
+    receipt_changed: ChangeSignal
 
     def validation_context(self) -> ValidationContext:
         return ValidationContext(
@@ -108,6 +129,8 @@ async def open_runtime(
             metrics=Metrics(registry if registry is not None else CollectorRegistry()),
             codelists=CodeLists(CodeListRepository(engines)),
             validators={m.key: ModelValidator(m) for m in catalogue},
+            feed=ReceiptFeed(engines),
+            receipt_changed=ChangeSignal(),
         )
         await runtime.codelists.refresh()
         await event_log.ensure_topics(

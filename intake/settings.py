@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     # database is migrated explicitly with `intake migrate`.
     auto_migrate: bool = True
 
+    # --- receipts feed and webhooks -----------------------------------------------------
+    # Signs feed cursors; required in production (a development one is kept in the data dir).
+    feed_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_seconds: float = Field(default=2.0, gt=0)  # doubles per attempt, with jitter
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+
     # --- consumers -------------------------------------------------------------------------
     projector_batch_size: int = Field(default=500, ge=1)
     consumer_poll_seconds: float = Field(default=0.5, gt=0)
@@ -72,6 +80,10 @@ class Settings(BaseSettings):
             raise ValueError("INTAKE_AUTH_JWKS_FILE is required when INTAKE_AUTH_ISSUER is set")
         if self.environment == "production" and self.auth_issuer is None:
             raise ValueError("production needs a real token issuer (INTAKE_AUTH_ISSUER)")
+        if self.environment == "production" and (
+            self.feed_secret is None or len(self.feed_secret.get_secret_value()) < 32
+        ):
+            raise ValueError("production needs INTAKE_FEED_SECRET of at least 32 characters")
         return self
 
     @property

@@ -24,6 +24,7 @@ from intake.metrics import Metrics
 from intake.runtime import Runtime, open_runtime
 from intake.settings import Settings
 from receiver.auth import verifier_for
+from receiver.cursors import cursor_codec_for
 from receiver.openapi import install_openapi
 from receiver.problems import install_problem_handlers
 from receiver.routes import catalogue, messages, operations, receipts, state
@@ -99,6 +100,7 @@ def create_app(
         async with open_runtime(settings, registry) as runtime:
             app.state.runtime = runtime
             app.state.verifier = verifier_for(settings)
+            app.state.cursors = cursor_codec_for(settings)
             app.state.submissions = SubmissionService(runtime)
             app.state.consumers = {}
             stop = asyncio.Event()

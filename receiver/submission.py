@@ -148,7 +148,8 @@ class SubmissionService:
             return SubmissionResult(stored.as_dict(), replayed=True)
 
         await self._produce(model, principal, new_receipt, items, events, meta)
-        await self._rt.receipts.mark_validated(receipt_id)
+        await self._rt.receipts.mark_validated(receipt_id, principal.unit)
+        self._rt.receipt_changed.notify()
         self._count(model, items)
         return SubmissionResult(
             ReceiptView.preview(new_receipt, stage="validated").as_dict(),

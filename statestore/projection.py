@@ -17,6 +17,7 @@ from eventlog.port import TopicPartition
 from schemas.events import Event
 from statestore.dialect import insert_for
 from statestore.engine import StoreEngines
+from statestore.feed import ChangeKind, append_changes
 from statestore.tables import (
     consumer_offsets,
     events,
@@ -250,6 +251,14 @@ class StateRepository:
                 }
                 found = await self._refold(conn, touched, folds, now)
                 violations = [(mt, rule) for event_id, mt, rule in found if event_id in inserted]
+                flagged = {event_id for event_id, _, _ in found}
+                changed: dict[str, tuple[str, str, ChangeKind]] = {}
+                for event_id in inserted:
+                    e = unique[event_id].event
+                    kind: ChangeKind = "integrity" if event_id in flagged else "applied"
+                    if changed.get(e.receipt_id, ("", "", "applied"))[2] != "integrity":
+                        changed[e.receipt_id] = (e.unit, e.receipt_id, kind)
+                await append_changes(conn, sorted(changed.values()))
             if next_offsets:
                 stmt = insert_for(dialect, consumer_offsets)
                 await conn.execute(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 
 from statestore.engine import StoreEngines
+from statestore.feed import append_changes
 from statestore.tables import events, integrity_findings, receipt_items, receipts
 from validators.rules import rule
 
@@ -208,13 +209,14 @@ class ReceiptRepository:
                 )
         return "created", "received"
 
-    async def mark_validated(self, receipt_id: str) -> None:
+    async def mark_validated(self, receipt_id: str, unit: str) -> None:
         async with self._engines.writer.begin() as conn:
             await conn.execute(
                 update(receipts)
                 .where(receipts.c.receipt_id == receipt_id)
                 .values(stage="validated")
             )
+            await append_changes(conn, [(unit, receipt_id, "validated")])
 
     async def get(self, receipt_id: str) -> ReceiptView | None:
         async with self._engines.reader.connect() as conn:

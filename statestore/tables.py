@@ -69,6 +69,7 @@ receipts = Table(
     Column("item_count", Integer, nullable=False),
     Column("accepted_count", Integer, nullable=False),
     Column("rejected_count", Integer, nullable=False),
+    Column("sequence", BigInteger),  # the sender's x-message-sequence, when given
     Index("ix_receipts_unit_received", "unit", "received_at"),
 )
 
@@ -192,4 +193,55 @@ codelist_states = Table(
     Column("display", String(500), nullable=False),
     PrimaryKeyConstraint("codelist_id", "code", "effective"),
     ForeignKeyConstraint(["codelist_id"], ["codelists.codelist_id"], ondelete="CASCADE"),
+)
+
+# The receipts' change feed: one row each time a receipt changes (validated, applied, integrity),
+# written in the same transaction as the change. ``txid`` is the writing transaction's id on
+# PostgreSQL (0 on SQLite, where writers are serialised); readers page by (txid, seq) and stop at
+# the oldest transaction still running, so a feed never skips a change that commits late.
+receipt_changes = Table(
+    "receipt_changes",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("txid", BigInteger, nullable=False),
+    Column("unit", String(9), nullable=False),
+    Column("receipt_id", String(36), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Index("ix_receipt_changes_unit", "unit", "txid", "seq"),
+    Index("ix_receipt_changes_position", "txid", "seq"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("unit", String(9), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", Sequence64, primary_key=True, autoincrement=True),
+    Column("unit", String(9), nullable=False),
+    Column("receipt_id", String(36), nullable=False),
+    Column("change_seq", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, parked
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", String(500)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+# Where a reader of the change feed that serves every unit (the webhook dispatcher) has got to.
+feed_positions = Table(
+    "feed_positions",
+    metadata,
+    Column("reader", String(100), primary_key=True),
+    Column("txid", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
 )

@@ -235,7 +235,7 @@ async def test_receipt_lifecycle_and_derived_statuses(engines: StoreEngines) -> 
     assert view is not None
     assert view.status == "received"
 
-    await receipts.mark_validated("r-1")
+    await receipts.mark_validated("r-1", "974152533")
     view = await receipts.get("r-1")
     assert view is not None
     assert (view.status, [i.status for i in view.items]) == (
@@ -254,7 +254,7 @@ async def test_receipt_lifecycle_and_derived_statuses(engines: StoreEngines) -> 
 
     # The same event reported again under another receipt is a duplicate there.
     await receipts.reserve(_receipt("r-2", "c" * 64, [e]))
-    await receipts.mark_validated("r-2")
+    await receipts.mark_validated("r-2", "974152533")
     view = await receipts.get("r-2")
     assert view is not None
     assert [i.status for i in view.items] == ["duplicate", "rejected"]
@@ -438,3 +438,21 @@ async def test_point_in_time_statistics_from_versions(engines: StoreEngines) -> 
         "IPLOS_Tjenestehendelse", at=T0 + timedelta(days=3), group_by=[], status="active"
     )
     assert active == [{"count": 1}]
+
+
+async def test_feed_never_skips_a_change_that_commits_late(engines: StoreEngines) -> None:
+    from statestore.feed import START, ReceiptFeed, append_changes
+
+    feed = ReceiptFeed(engines)
+    if engines.dialect != "postgresql":
+        pytest.skip("SQLite serialises writers: a late commit cannot happen")
+    late = await engines.writer.connect()
+    early_tx = await late.begin()
+    await append_changes(late, [("974152533", "r-late", "validated")])  # takes its id first
+    async with engines.writer.begin() as conn:
+        await append_changes(conn, [("974152533", "r-quick", "validated")])
+    assert await feed.read(START, 10) == []  # r-quick waits behind the open transaction
+    await early_tx.commit()
+    await late.close()
+    seen = [c.receipt_id for c in await feed.read(START, 10)]
+    assert seen == ["r-late", "r-quick"]
