@@ -39,6 +39,7 @@ test: lint typecheck schemas-check pytest
 # Benchmarks print their figures and ratios, and append them to bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_validation --record
+	$(BIN)/python -m bench.bench_projector --record
 
 clean:
 	rm -rf $(VENV) .intake .pytest_cache .mypy_cache .ruff_cache

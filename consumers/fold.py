@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.events import CARE_TIMEZONE
 from statestore.projection import Fold, FoldResult, FoldStep, HistoryEntry, Violation
 
 
@@ -100,7 +101,7 @@ def fold_iplos_service(history: Sequence[HistoryEntry]) -> FoldResult:
         state = _merge(state, entry.payload)
         if action in _SERVICE_STATUS:
             state["tjenesteStatus"] = _SERVICE_STATUS[action]
-        day = entry.valid_time.date().isoformat()
+        day = entry.valid_time.astimezone(CARE_TIMEZONE).date().isoformat()
         if action == "service_started":
             state["startDato"] = day
         elif action == "service_ended":

@@ -19,6 +19,7 @@ APPLY_DURATION = "intake_apply_duration_seconds"
 CONSUMER_LAG = "intake_consumer_lag_records"
 INTEGRITY_FINDINGS = "intake_integrity_findings_total"
 POISON_RECORDS = "intake_poison_records_total"
+WEBHOOK_DELIVERIES = "intake_webhook_deliveries_total"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -84,6 +85,12 @@ class Metrics:
             POISON_RECORDS.removesuffix("_total"),
             "Records a consumer could not read and moved to quarantine, by consumer.",
             ["consumer"],
+            registry=registry,
+        )
+        self.webhook_deliveries = Counter(
+            WEBHOOK_DELIVERIES.removesuffix("_total"),
+            "Webhook delivery attempts by outcome (delivered, failed, parked).",
+            ["outcome"],
             registry=registry,
         )
         self.consumer_lag = Gauge(

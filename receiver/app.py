@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.projector import Projector
+from consumers.webhooks import WebhookDispatcher
 from intake import __version__
 from intake.metrics import Metrics
 from intake.runtime import Runtime, open_runtime
@@ -27,9 +28,10 @@ from receiver.auth import verifier_for
 from receiver.cursors import cursor_codec_for
 from receiver.openapi import install_openapi
 from receiver.problems import install_problem_handlers
-from receiver.routes import catalogue, messages, operations, receipts, state
+from receiver.routes import catalogue, messages, operations, receipts, state, webhooks
 from receiver.submission import SubmissionService
 from schemas.catalogue import load_catalogue
+from statestore.webhooks import WebhookRepository
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,11 @@ def create_app(
             tasks = [asyncio.create_task(_refresh_codelists(runtime, stop), name="codelists")]
             if run_consumers:
                 projector = Projector(runtime)
+                dispatcher = WebhookDispatcher(runtime, WebhookRepository(runtime.engines))
                 app.state.consumers["projector"] = projector
+                app.state.consumers["webhooks"] = dispatcher
                 tasks.append(asyncio.create_task(projector.run(stop), name="projector"))
+                tasks.append(asyncio.create_task(dispatcher.run(stop), name="webhooks"))
             try:
                 yield
             finally:
@@ -129,7 +134,14 @@ def create_app(
     )
     install_problem_handlers(app)
     install_openapi(app, load_catalogue())
-    routers = (messages.router, receipts.router, catalogue.router, state.router, operations.router)
+    routers = (
+        messages.router,
+        receipts.router,
+        webhooks.router,
+        catalogue.router,
+        state.router,
+        operations.router,
+    )
     for router in routers:
         app.include_router(router)
     app.add_middleware(

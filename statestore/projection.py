@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -286,10 +286,14 @@ class StateRepository:
         self, conn: AsyncConnection, keys: Iterable[ObjectKey]
     ) -> dict[ObjectKey, list[HistoryEntry]]:
         histories: dict[ObjectKey, list[HistoryEntry]] = {k: [] for k in keys}
-        for chunk in _chunks(sorted(histories), 300):
+        for (unit, message_type), object_ids in _by_unit_and_type(histories):
             result = await conn.execute(
                 select(*_HISTORY_COLUMNS)
-                .where(tuple_(events.c.unit, events.c.message_type, events.c.object_id).in_(chunk))
+                .where(
+                    events.c.unit == unit,
+                    events.c.message_type == message_type,
+                    events.c.object_id.in_(object_ids),
+                )
                 .order_by(*_FOLD_ORDER)
             )
             for r in result:
@@ -358,10 +362,12 @@ class StateRepository:
             object_rows,
         )
         for table in (object_versions, integrity_findings):
-            for chunk in _chunks(sorted(keys), 300):
+            for (unit, message_type), object_ids in _by_unit_and_type(keys):
                 await conn.execute(
                     delete(table).where(
-                        tuple_(table.c.unit, table.c.message_type, table.c.object_id).in_(chunk)
+                        table.c.unit == unit,
+                        table.c.message_type == message_type,
+                        table.c.object_id.in_(object_ids),
                     )
                 )
         if version_rows:
@@ -486,6 +492,18 @@ class StateRepository:
     async def count_events(self) -> int:
         async with self._engines.reader.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
+
+
+def _by_unit_and_type(keys: Iterable[ObjectKey]) -> Iterable[tuple[tuple[str, str], list[str]]]:
+    """Keys grouped by (unit, message type), in chunks: ``unit = ? AND message_type = ? AND
+    object_id IN (...)`` uses the whole (unit, message_type, object_id) index, where a row-value
+    IN list over all three makes PostgreSQL scan the unit's rows."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for unit, message_type, object_id in sorted(keys):
+        grouped.setdefault((unit, message_type), []).append(object_id)
+    for group, object_ids in grouped.items():
+        for chunk in _chunks(object_ids, 500):
+            yield group, chunk
 
 
 def _event_row(sourced: SourcedEvent, now: datetime) -> dict[str, Any]:

@@ -333,7 +333,12 @@ async def test_operations_endpoints(
             break
         ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"event_log": "ok", "store": "ok", "consumer:projector": "ok"}
+    assert ready.json()["checks"] == {
+        "event_log": "ok",
+        "store": "ok",
+        "consumer:projector": "ok",
+        "consumer:webhooks": "ok",
+    }
     receipt = (
         await client.post(URL, json=example_message("invalid/item_errors.json"), headers=auth)
     ).json()
