@@ -28,7 +28,15 @@ from receiver.auth import verifier_for
 from receiver.cursors import cursor_codec_for
 from receiver.openapi import install_openapi
 from receiver.problems import install_problem_handlers
-from receiver.routes import catalogue, messages, operations, receipts, state, webhooks
+from receiver.routes import (
+    catalogue,
+    completeness,
+    messages,
+    operations,
+    receipts,
+    state,
+    webhooks,
+)
 from receiver.submission import SubmissionService
 from schemas.catalogue import load_catalogue
 from statestore.webhooks import WebhookRepository
@@ -138,6 +146,7 @@ def create_app(
         messages.router,
         receipts.router,
         webhooks.router,
+        completeness.router,
         catalogue.router,
         state.router,
         operations.router,

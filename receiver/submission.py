@@ -36,6 +36,7 @@ class SubmissionMeta:
     software: str | None
     software_version: str | None
     correlation_id: str
+    sequence: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ class SubmissionService:
             body_sha256=body_sha256,
             received_at=received_at,
             items=[_receipt_item(item, events.get(item.index)) for item in items],
+            sequence=meta.sequence,
         )
         rejected = len(items) - len(events)
         if atomic and rejected:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select, update
 
+from schemas.events import CARE_TIMEZONE
 from statestore.engine import StoreEngines
 from statestore.feed import append_changes
 from statestore.tables import events, integrity_findings, receipt_items, receipts
@@ -45,6 +46,7 @@ class NewReceipt:
     body_sha256: str
     received_at: datetime
     items: list[NewReceiptItem]
+    sequence: int | None = None  # the sender's x-message-sequence
 
 
 @dataclass(slots=True)
@@ -189,6 +191,7 @@ class ReceiptRepository:
                     item_count=len(receipt.items),
                     accepted_count=accepted,
                     rejected_count=len(receipt.items) - accepted,
+                    sequence=receipt.sequence,
                 )
             )
             if receipt.items:
@@ -276,6 +279,93 @@ class ReceiptRepository:
                 )
             )
         return view
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    day: str
+    message_type: str
+    messages: int
+    items: int
+    accepted: int
+    rejected: int
+
+
+class Completeness:
+    """A unit's own delivery calendar and the gaps in its message sequence numbers."""
+
+    def __init__(self, engines: StoreEngines) -> None:
+        self._engines = engines
+
+    async def calendar(self, unit: str, start: datetime, end: datetime) -> list[DayCount]:
+        r = receipts
+        async with self._engines.reader.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    r.c.received_at,
+                    r.c.message_type,
+                    r.c.item_count,
+                    r.c.accepted_count,
+                    r.c.rejected_count,
+                ).where(
+                    r.c.unit == unit,
+                    r.c.received_at >= start,
+                    r.c.received_at < end,
+                    r.c.stage == "validated",
+                )
+            )
+            days: dict[tuple[str, str], list[int]] = {}
+            for row in rows:
+                day = row.received_at.astimezone(CARE_TIMEZONE).date().isoformat()
+                counts = days.setdefault((day, row.message_type), [0, 0, 0, 0])
+                counts[0] += 1
+                counts[1] += row.item_count
+                counts[2] += row.accepted_count
+                counts[3] += row.rejected_count
+        return [DayCount(day, mt, *counts) for (day, mt), counts in sorted(days.items())]
+
+    async def sequences(self, unit: str) -> list[int]:
+        async with self._engines.reader.connect() as conn:
+            rows = await conn.execute(
+                select(receipts.c.sequence).where(
+                    receipts.c.unit == unit, receipts.c.sequence.is_not(None)
+                )
+            )
+            return sorted(int(r[0]) for r in rows)
+
+    async def findings(self, unit: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Every finding on the unit's receipts received in [start, end), item by item."""
+        out: list[dict[str, Any]] = []
+        async with self._engines.reader.connect() as conn:
+            heads = {
+                h.receipt_id: h
+                for h in await conn.execute(
+                    select(receipts).where(
+                        receipts.c.unit == unit,
+                        receipts.c.received_at >= start,
+                        receipts.c.received_at < end,
+                    )
+                )
+            }
+        for receipt_id in sorted(heads, key=lambda rid: heads[rid].received_at):
+            view = await ReceiptRepository(self._engines).get(receipt_id)
+            if view is None:
+                continue
+            for item in view.items:
+                for finding in item.findings:
+                    out.append(
+                        {
+                            "receipt_id": receipt_id,
+                            "received_at": view.received_at.isoformat(),
+                            "message_type": view.message_type,
+                            "version": view.version,
+                            "item_index": item.index,
+                            "object_id": item.object_id,
+                            "item_status": item.status,
+                            **finding,
+                        }
+                    )
+        return out
 
 
 def _integrity_finding(

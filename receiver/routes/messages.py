@@ -104,6 +104,10 @@ async def submit_message(
     x_vendor_name: Annotated[str | None, Header(max_length=200)] = None,
     x_software_name: Annotated[str | None, Header(max_length=200)] = None,
     x_software_version: Annotated[str | None, Header(max_length=100)] = None,
+    x_message_sequence: Annotated[
+        int | None,
+        Header(ge=1, le=10**15, description="The unit's running number for this message."),
+    ] = None,
 ) -> OrjsonResponse:
     model = published_model(runtime, message_type, version)
     lifecycle_headers = model_lifecycle_headers(model, date.today())
@@ -115,6 +119,7 @@ async def submit_message(
         software=x_software_name,
         software_version=x_software_version,
         correlation_id=request.state.correlation_id,
+        sequence=x_message_sequence,
     )
     result = await submissions.submit(
         principal, model, body, message, meta, dry_run=dry_run, atomic=atomic
