@@ -208,3 +208,47 @@ async def test_graceful_stop_mid_stream_loses_nothing(server: Server) -> None:
 async def test_killed_mid_stream_loses_nothing_and_applies_nothing_twice(server: Server) -> None:
     _, expected = await _stream_with_restarts(server, [15, 40], signal.SIGKILL)
     _check_store(server.data_dir, expected)
+
+
+async def test_feed_across_restarts_loses_nothing(server: Server) -> None:
+    await server.start()
+    token = server.token()
+    headers = {"Authorization": f"Bearer {token}"}
+    sent: list[str] = []
+    seen_applied: set[str] = set()
+    cursor: str | None = None
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def send(n: int) -> None:
+            failed: list[str] = []
+            sent.append(
+                await _send_until_accepted(
+                    client, server, appointment(f"feed-{n}"), f"feed-{n}", token, failed
+                )
+            )
+
+        async def read_pages(pages: int) -> None:
+            nonlocal cursor
+            for _ in range(pages):
+                params = {"limit": "4", "wait": "1"} | ({"after": cursor} if cursor else {})
+                page = (
+                    await client.get(f"{server.url}/v1/receipts", params=params, headers=headers)
+                ).json()
+                for change in page["changes"]:
+                    if change["receipt"]["status"] == "applied":
+                        seen_applied.add(change["receipt"]["receipt_id"])
+                cursor = page["cursor"]  # what a client persists
+
+        for n in range(8):
+            await send(n)
+        await read_pages(2)
+        await server.stop(signal.SIGKILL)
+        await server.start()
+        for n in range(8, 12):
+            await send(n)
+        await read_pages(3)
+        await server.stop(signal.SIGTERM)
+        await server.start()
+        await read_pages(12)
+    await server.stop(signal.SIGTERM)
+    assert seen_applied == set(sent)
