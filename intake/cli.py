@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 import uvicorn
 from rich.console import Console
 
+from intake.client import client_app
 from intake.logs import configure_logging
 from intake.settings import Settings
 
 if TYPE_CHECKING:
+    from intake.runtime import Runtime
     from schemas.catalogue import Catalogue
+
+
+class Consumer(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
 
 app = typer.Typer(no_args_is_help=True, help="register-intake: the KPR/NPR reporting receiver.")
 consume_app = typer.Typer(no_args_is_help=True, help="Run consumer services on their own.")
@@ -24,6 +32,7 @@ schemas_app = typer.Typer(no_args_is_help=True, help="The published message mode
 app.add_typer(schemas_app, name="schemas")
 codelists_app = typer.Typer(no_args_is_help=True, help="Code lists used by validation.")
 app.add_typer(codelists_app, name="codelists")
+app.add_typer(client_app, name="client")
 ModelsRoot = Annotated[
     Path | None,
     typer.Option("--root", help="A models folder to use instead of the published one."),
@@ -87,13 +96,10 @@ def _run_gateway(settings: Settings, host: str, port: int, *, run_consumers: boo
     )
 
 
-@consume_app.command("projector")
-def consume_projector(data_dir: DataDir = None) -> None:
-    """Apply accepted events to the state store."""
-    from consumers.projector import Projector
+def _consume(settings: Settings, make: Callable[[Runtime], Consumer]) -> None:
+    """Run one consumer service until SIGINT or SIGTERM (it finishes the batch in flight)."""
     from intake.runtime import open_runtime
 
-    settings = _settings(data_dir)
     configure_logging()
 
     async def main() -> None:
@@ -102,9 +108,29 @@ def consume_projector(data_dir: DataDir = None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with open_runtime(settings) as runtime:
-            await Projector(runtime).run(stop)
+            await make(runtime).run(stop)
 
     asyncio.run(main())
+
+
+@consume_app.command("projector")
+def consume_projector(data_dir: DataDir = None) -> None:
+    """Apply accepted events to the state store."""
+    from consumers.projector import Projector
+
+    _consume(_settings(data_dir), Projector)
+
+
+@consume_app.command("receipts")
+def consume_receipts(data_dir: DataDir = None) -> None:
+    """Push receipt changes to the units' webhooks."""
+    from consumers.webhooks import WebhookDispatcher
+    from statestore.webhooks import WebhookRepository
+
+    _consume(
+        _settings(data_dir),
+        lambda runtime: WebhookDispatcher(runtime, WebhookRepository(runtime.engines)),
+    )
 
 
 @app.command("dev-token")

@@ -93,7 +93,8 @@ class SubmissionService:
                 )
 
         body_sha256 = hashlib.sha256(body).hexdigest()
-        scope = meta.idempotency_key or f"sha256:{body_sha256}"
+        # The model is part of the scope: the same bytes sent as another type are another message.
+        scope = f"{model.key}\x1f{meta.idempotency_key or 'sha256:' + body_sha256}"
         receipt_id = receipt_id_for(principal.unit, scope)
         events: dict[int, Event] = {
             item.index: event_for_item(
