@@ -9,8 +9,6 @@ production verification code.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from intake.files import create_once
 from intake.settings import Settings
 
 ALLOWED_ALGORITHMS = [
@@ -148,17 +147,8 @@ class DevIssuer:
 
 def _load_or_create_key(path: Path) -> ECKey:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = ECKey.generate_key("P-256", private=True, parameters={"use": "sig"}, auto_kid=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps(key.as_dict(private=True)))
-        # link() refuses an existing name: when serve and dev-token start together, the first
-        # complete key wins and nobody reads a half-written file.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-        tmp.unlink()
+        create_once(path, orjson.dumps(key.as_dict(private=True)))
     imported = ECKey.import_key(orjson.loads(path.read_bytes()))
     assert isinstance(imported, ECKey)
     return imported

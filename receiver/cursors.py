@@ -4,15 +4,13 @@ HMAC-SHA256 so that a client can neither forge a position nor use another unit's
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
 
 import orjson
 
+from intake.files import create_once
 from intake.settings import Settings
 from statestore.feed import Position
 
@@ -60,17 +58,5 @@ def cursor_codec_for(settings: Settings) -> CursorCodec:
     if settings.feed_secret is not None:
         return CursorCodec(settings.feed_secret.get_secret_value().encode())
     path = settings.data_dir / "feed-cursor.key"
-    if not path.exists():
-        _write_once(path, secrets.token_bytes(32))
+    create_once(path, secrets.token_bytes(32))
     return CursorCodec(path.read_bytes())
-
-
-def _write_once(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    with contextlib.suppress(FileExistsError):
-        os.link(tmp, path)  # the first complete key wins
-    tmp.unlink()

@@ -45,6 +45,21 @@ class HistoryEntry:
     clinical_time: str | None = None
 
 
+def history_entry(event: Event) -> HistoryEntry:
+    """How an event stands in its object's history."""
+    return HistoryEntry(
+        event.event_id,
+        event.version,
+        event.action,
+        event.valid_time,
+        event.recorded_time,
+        event.payload,
+        event.item_index,
+        event.context,
+        event.clinical_time,
+    )
+
+
 def fold_order(entry: HistoryEntry) -> tuple[datetime, datetime, int, str]:
     """The one order histories fold in: valid time, then recorded time, then position in the
     message, then event id, so that the order never depends on arrival."""

@@ -27,7 +27,7 @@ from schemas.catalogue import load_catalogue
 from schemas.events import Event
 from statestore.engine import create_engines
 from statestore.migrate import upgrade
-from statestore.projection import HistoryEntry, fold_order
+from statestore.projection import HistoryEntry, fold_order, history_entry
 from statestore.tables import consumer_offsets, events, objects
 from tests.conftest import fresh_postgres_database, require_service
 
@@ -166,19 +166,7 @@ async def _run(tmp_path: Path, database_url: str, consumers: list[Consumer]) -> 
         assert count == len(stream)  # every event once, none twice
         histories: dict[str, list[HistoryEntry]] = {}
         for e in stream:
-            histories.setdefault(e.object_id, []).append(
-                HistoryEntry(
-                    e.event_id,
-                    e.version,
-                    e.action,
-                    e.valid_time,
-                    e.recorded_time,
-                    e.payload,
-                    e.item_index,
-                    e.context,
-                    e.clinical_time,
-                )
-            )
+            histories.setdefault(e.object_id, []).append(history_entry(e))
         fold = FOLDS["iplos_service"]
         for object_id, history in histories.items():
             expected = fold(sorted(history, key=fold_order))

@@ -10,7 +10,7 @@ import pytest
 from consumers.fold import FOLDS
 from schemas.catalogue import Example, MessageModel, load_catalogue
 from schemas.events import Event, event_for_item
-from statestore.projection import HistoryEntry, fold_order
+from statestore.projection import HistoryEntry, fold_order, history_entry
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
 from validators.findings import has_errors
@@ -85,19 +85,7 @@ def test_example_events_round_trip_and_fold(model: MessageModel, example: Exampl
     fold = FOLDS[model.fold]
     histories: dict[str, list[HistoryEntry]] = {}
     for event in events:
-        histories.setdefault(event.object_id, []).append(
-            HistoryEntry(
-                event.event_id,
-                event.version,
-                event.action,
-                event.valid_time,
-                event.recorded_time,
-                event.payload,
-                event.item_index,
-                event.context,
-                event.clinical_time,
-            )
-        )
+        histories.setdefault(event.object_id, []).append(history_entry(event))
     for history in histories.values():
         history.sort(key=fold_order)
         folded = fold(history)
