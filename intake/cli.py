@@ -142,6 +142,9 @@ def dev_token(
     ] = None,
     supplier: Annotated[str | None, typer.Option(help="Vendor's organisation number.")] = None,
     lifetime: Annotated[int, typer.Option(help="Seconds the token is valid.")] = 3600,
+    dpop_jkt: Annotated[
+        str | None, typer.Option(help="Bind the token to this DPoP key (its RFC 7638 thumbprint).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Print an access token from the local development issuer."""
@@ -157,7 +160,11 @@ def dev_token(
     issuer = DevIssuer.load_or_create(settings)
     typer.echo(
         issuer.mint(
-            orgnr, scopes=scope or ["intake:report"], supplier=supplier, lifetime_seconds=lifetime
+            orgnr,
+            scopes=scope or ["intake:report"],
+            supplier=supplier,
+            lifetime_seconds=lifetime,
+            dpop_jkt=dpop_jkt,
         )
     )
 

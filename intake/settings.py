@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     auth_audience: str = "register-intake"
     dev_issuer: str = "urn:register-intake:dev-issuer"
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Tokens bound with DPoP (RFC 9449): "Authorization: DPoP" plus a proof; Bearer is then
+    # refused. Off: Bearer only. An endpoint never accepts both.
+    auth_dpop: bool = False
+    dpop_max_age_seconds: float = Field(default=60.0, gt=0, le=600)
+    # Requests per minute per reporting unit (and client) before 429.
+    rate_limit_per_minute: int = Field(default=600, ge=1)
 
     # Embedded (SQLite) stores are brought to the newest schema at start-up; a shared production
     # database is migrated explicitly with `intake migrate`.

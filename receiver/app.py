@@ -26,8 +26,10 @@ from intake.runtime import Runtime, open_runtime
 from intake.settings import Settings
 from receiver.auth import verifier_for
 from receiver.cursors import cursor_codec_for
+from receiver.dpop import DpopVerifier
 from receiver.openapi import install_openapi
 from receiver.problems import install_problem_handlers
+from receiver.ratelimit import RateLimiter
 from receiver.routes import (
     catalogue,
     completeness,
@@ -111,6 +113,8 @@ def create_app(
             app.state.runtime = runtime
             app.state.verifier = verifier_for(settings)
             app.state.cursors = cursor_codec_for(settings)
+            app.state.dpop = DpopVerifier(max_age_seconds=settings.dpop_max_age_seconds)
+            app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             app.state.submissions = SubmissionService(runtime)
             app.state.consumers = {}
             stop = asyncio.Event()

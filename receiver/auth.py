@@ -53,6 +53,7 @@ class Principal:
     supplier: str | None
     client_id: str | None
     scopes: frozenset[str]
+    bound_jkt: str | None = None  # cnf.jkt: the DPoP key the token is bound to
 
 
 def _scopes(claims: dict[str, Any], audience: str) -> frozenset[str]:
@@ -64,6 +65,26 @@ def _scopes(claims: dict[str, Any], audience: str) -> frozenset[str]:
         if prefix == audience and name in SCOPES:
             out.add(f"intake:{name}")
     return frozenset(out)
+
+
+def _unit_from_authorization_details(details: Any) -> str | None:
+    """HelseID's structured form: an organisation ``NO:ORGNR:<parent>[:<child>]``; the child
+    wins when present."""
+    entries = details if isinstance(details, list) else [details]
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        org = (
+            entry.get("value", {}).get("orgnr_parent")
+            if isinstance(entry.get("value"), dict)
+            else None
+        )
+        identifier = entry.get("organization_number") or entry.get("identifier") or org
+        if isinstance(identifier, str) and identifier.startswith("NO:ORGNR:"):
+            parts = identifier.split(":")[2:]
+            if parts and all(len(p) == 9 and p.isdigit() for p in parts):
+                return parts[-1]
+    return None
 
 
 class TokenVerifier:
@@ -86,16 +107,23 @@ class TokenVerifier:
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise AuthError("token rejected") from exc
         claims = decoded.claims
-        unit = claims.get(CLAIM_ORGNR_CHILD) or claims.get(CLAIM_ORGNR_PARENT)
+        unit = (
+            claims.get(CLAIM_ORGNR_CHILD)
+            or claims.get(CLAIM_ORGNR_PARENT)
+            or _unit_from_authorization_details(claims.get("authorization_details"))
+        )
         if not isinstance(unit, str) or not (len(unit) == 9 and unit.isdigit()):
             raise AuthError("token names no reporting unit")
         supplier = claims.get(CLAIM_ORGNR_SUPPLIER)
         client_id = claims.get("client_id")
+        cnf = claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
         return Principal(
             unit=unit,
             supplier=supplier if isinstance(supplier, str) else None,
             client_id=client_id if isinstance(client_id, str) else None,
             scopes=_scopes(claims, self._audience),
+            bound_jkt=jkt if isinstance(jkt, str) else None,
         )
 
 
@@ -126,6 +154,7 @@ class DevIssuer:
         scopes: list[str],
         supplier: str | None = None,
         lifetime_seconds: int = 3600,
+        dpop_jkt: str | None = None,
     ) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -141,6 +170,8 @@ class DevIssuer:
         }
         if supplier:
             claims[CLAIM_ORGNR_SUPPLIER] = supplier
+        if dpop_jkt:
+            claims["cnf"] = {"jkt": dpop_jkt}
         header = {"alg": "ES256", "typ": "at+jwt", "kid": self._key.kid}
         return jwt.encode(header, claims, self._key)
 

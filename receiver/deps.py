@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -10,7 +11,9 @@ from fastapi import Depends, Request
 
 from intake.runtime import Runtime
 from receiver.auth import AuthError, Principal, TokenVerifier
+from receiver.dpop import DpopError, DpopVerifier
 from receiver.problems import Problem
+from receiver.ratelimit import RateLimiter
 from receiver.submission import SubmissionService
 from schemas.catalogue import MessageModel
 
@@ -38,28 +41,62 @@ def published_model(runtime: Runtime, message_type: str, version: int) -> Messag
     return model
 
 
-def _unauthorized(detail: str) -> Problem:
+def _unauthorized(detail: str, *, dpop: bool = False) -> Problem:
+    scheme = "DPoP" if dpop else "Bearer"
     return Problem(
         401,
         "unauthorized",
         "A valid access token is required",
         detail,
-        headers={"WWW-Authenticate": 'Bearer realm="register-intake"'},
+        headers={"WWW-Authenticate": f'{scheme} realm="register-intake"'},
     )
 
 
 def get_principal(request: Request) -> Principal:
     header = request.headers.get("authorization")
+    dpop = request.app.state.runtime.settings.auth_dpop
+    expected = "dpop" if dpop else "bearer"
     if not header:
-        raise _unauthorized("Send 'Authorization: Bearer <token>'.")
+        raise _unauthorized(f"Send 'Authorization: {expected.title()} <token>'.", dpop=dpop)
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("Send 'Authorization: Bearer <token>'.")
+    token = token.strip()
+    if scheme.lower() != expected or not token:
+        raise _unauthorized(f"Send 'Authorization: {expected.title()} <token>'.", dpop=dpop)
     verifier: TokenVerifier = request.app.state.verifier
     try:
-        return verifier.verify(token.strip())
+        principal = verifier.verify(token)
     except AuthError as exc:
-        raise _unauthorized("The token is invalid or expired.") from exc
+        raise _unauthorized("The token is invalid or expired.", dpop=dpop) from exc
+    if dpop:
+        proof = request.headers.get("dpop")
+        if not proof or principal.bound_jkt is None:
+            raise _unauthorized("A DPoP-bound token and a DPoP proof are required.", dpop=True)
+        dpop_verifier: DpopVerifier = request.app.state.dpop
+        try:
+            dpop_verifier.verify(
+                proof,
+                method=request.method,
+                url=str(request.url),
+                access_token=token,
+                expected_jkt=principal.bound_jkt,
+            )
+        except DpopError as exc:
+            raise _unauthorized(str(exc), dpop=True) from exc
+    rate_limit(request, principal)
+    return principal
+
+
+def rate_limit(request: Request, principal: Principal) -> None:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.acquire(f"{principal.unit}/{principal.client_id or ''}")
+    if wait > 0:
+        raise Problem(
+            429,
+            "rate_limited",
+            "Too many requests",
+            "Slow down and retry after the given number of seconds.",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
 
 def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
