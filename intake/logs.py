@@ -22,9 +22,21 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+# Libraries that log SQL parameters (personal data) at DEBUG: never below INFO, whatever the
+# root level, so turning on debug logging cannot leak identifiers.
+PARAMETER_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "asyncpg")
+
+
+def keep_parameters_out_of_logs() -> None:
+    for name in PARAMETER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    keep_parameters_out_of_logs()

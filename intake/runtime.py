@@ -18,6 +18,7 @@ from eventlog.embedded import EmbeddedEventLog
 from eventlog.kafka import KafkaEventLog
 from eventlog.port import EventLog
 from eventlog.topics import Topics
+from intake.logs import keep_parameters_out_of_logs
 from intake.metrics import Metrics
 from intake.settings import Settings
 from schemas.catalogue import Catalogue, load_catalogue
@@ -108,6 +109,7 @@ def build_event_log(settings: Settings) -> EventLog:
 async def open_runtime(
     settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[Runtime]:
+    keep_parameters_out_of_logs()
     catalogue = load_catalogue()
     topics = Topics(settings.topic_prefix)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
