@@ -14,6 +14,8 @@ What each code means for the message:
 
 from __future__ import annotations
 
+import logging
+from datetime import date
 from typing import Any
 
 import orjson
@@ -23,6 +25,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 class Problem(Exception):
@@ -56,6 +59,21 @@ class Problem(Exception):
             body["detail"] = self.detail
         body.update(self.extra)
         return body
+
+
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
+
+
+def check_day(day: date | None, name: str) -> None:
+    """Dates in queries stay within what the register can hold (and datetime can add to)."""
+    if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise Problem(
+            422,
+            "invalid_date",
+            "Date out of range",
+            f"{name} must lie between {EARLIEST_DAY} and {LATEST_DAY}.",
+        )
 
 
 def problem_response(problem: Problem, instance: str) -> Response:
@@ -103,6 +121,25 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, never bad input: logged by type and correlation id only (no request content).
+        log.error(
+            "unexpected %s on %s %s (correlation id %s)",
+            type(exc).__name__,
+            request.method,
+            request.scope.get("route", None) and getattr(request.scope["route"], "path", "?"),
+            getattr(request.state, "correlation_id", "-"),
+            exc_info=exc,
+        )
+        problem = Problem(
+            500,
+            "internal_error",
+            "Internal error",
+            "The failure is logged; the request may be retried.",
+        )
+        return problem_response(problem, request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)

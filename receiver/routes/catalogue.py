@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from receiver.deps import RuntimeDep, published_model
-from receiver.problems import Problem
+from receiver.problems import Problem, check_day
 from receiver.responses import OrjsonResponse
 from schemas.catalogue import MessageModel
 from validators.rules import load_catalogue as load_rules
@@ -110,6 +110,7 @@ async def list_codelists(runtime: RuntimeDep) -> OrjsonResponse:
 async def get_codelist(
     codelist_id: str, runtime: RuntimeDep, on: date | None = None
 ) -> OrjsonResponse:
+    check_day(on, "on")
     codelist = runtime.codelists.registry.get(codelist_id)
     if codelist is None:
         raise Problem(404, "unknown_codelist", "Unknown code list", f"No code list {codelist_id}.")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from receiver.deps import Reporter, RuntimeDep
-from receiver.problems import Problem
+from receiver.problems import Problem, check_day
 from receiver.responses import OrjsonResponse
 from schemas.events import CARE_TIMEZONE
 from statestore.receipts import Completeness
@@ -68,6 +68,8 @@ async def completeness(
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
 ) -> OrjsonResponse:
+    check_day(start, "from")
+    check_day(end, "to")
     last = end or datetime.now(CARE_TIMEZONE).date()
     first = start or last - timedelta(days=29)
     if first > last or (last - first).days >= MAX_DAYS:
@@ -112,6 +114,7 @@ async def daily_errors(
     day: Annotated[date | None, Query(alias="date", description="Default: yesterday.")] = None,
     output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Response:
+    check_day(day, "date")
     chosen = day or datetime.now(CARE_TIMEZONE).date() - timedelta(days=1)
     rows = await Completeness(runtime.engines).findings(
         principal.unit, _start_of(chosen), _start_of(chosen + timedelta(days=1))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from consumers.fold import FOLDS
 from receiver.deps import RuntimeDep, StateReader
-from receiver.problems import Problem
+from receiver.problems import Problem, check_day
 from receiver.responses import OrjsonResponse
 from schemas.catalogue import MessageModel
 from schemas.events import CARE_TIMEZONE
@@ -65,6 +65,7 @@ async def get_state(
     ] = None,
 ) -> OrjsonResponse:
     model = _model(runtime, message_type)
+    check_day(as_of, "as_of")
     if known_at is not None and known_at.tzinfo is None:
         raise Problem(422, "invalid_request", "known_at needs a time zone offset")
     view = await runtime.state.state_at(
@@ -103,6 +104,7 @@ async def get_stats(
     unit: Annotated[str | None, Query(pattern=r"^\d{9}$")] = None,
 ) -> OrjsonResponse:
     model = _model(runtime, message_type)
+    check_day(as_of, "as_of")
     names = [n.strip() for n in group_by.split(",") if n.strip()]
     unknown = [n for n in names if n not in model.dimensions]
     if unknown:
