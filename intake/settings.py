@@ -69,10 +69,27 @@ class Settings(BaseSettings):
     # --- receipts feed and webhooks -----------------------------------------------------
     # Signs feed cursors; required in production (a development one is kept in the data dir).
     feed_secret: SecretStr | None = None
+    # Long-polls of the feed wait at most this long (and never longer than the request asks).
+    feed_max_wait_seconds: float = Field(default=30.0, gt=0, le=30)
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_seconds: float = Field(default=2.0, gt=0)  # doubles per attempt, with jitter
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
+
+    # --- SLASH ("API Mottak" compatibility: GET /keys, POST /message) ----------------------
+    # RSA keys that EPJ clients wrap each message's AES key with. By default they live in
+    # <data dir>/slash-keys/ (shared by every gateway replica that shares the data dir) and
+    # rotate: a new key every (lifetime - overlap) seconds, each valid for `lifetime` seconds,
+    # so during the last `overlap` seconds of a key its successor is already published and
+    # both decrypt.
+    slash_key_lifetime_seconds: int = Field(default=90 * 86_400, ge=60)
+    slash_key_overlap_seconds: int = Field(default=14 * 86_400, ge=1)
+    slash_key_bits: Literal[2048, 3072, 4096] = 3072
+    # Or one operator-managed private key (PEM, optionally encrypted); no rotation by us. It is
+    # published until 00:00 UTC on `slash_key_expires`, which is then required.
+    slash_key_file: Path | None = None
+    slash_key_password: SecretStr | None = None
+    slash_key_expires: date | None = None
 
     # --- consumers -------------------------------------------------------------------------
     projector_batch_size: int = Field(default=500, ge=1)

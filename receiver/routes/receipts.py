@@ -52,7 +52,7 @@ async def receipt_feed(
             400, "invalid_cursor", "The cursor is not valid for this unit", str(exc)
         ) from exc
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    deadline = loop.time() + min(wait, runtime.settings.feed_max_wait_seconds)
     while True:
         changes = await runtime.feed.read(position, limit, unit=principal.unit)
         remaining = deadline - loop.time()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from receiver.deps import Admin, Reporter, RuntimeDep
@@ -109,7 +109,9 @@ async def list_deliveries(
     status_code=202,
     summary="Requeue a parked delivery (operators)",
 )
-async def retry_delivery(delivery_id: int, _admin: Admin, runtime: RuntimeDep) -> Response:
+async def retry_delivery(
+    delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], _admin: Admin, runtime: RuntimeDep
+) -> Response:
     if not await WebhookRepository(runtime.engines).requeue(delivery_id, datetime.now(UTC)):
         raise Problem(404, "not_found", "No parked delivery with that id")
     return Response(status_code=202)

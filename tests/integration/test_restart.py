@@ -40,6 +40,7 @@ class Server:
         self.port = port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_env: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -47,6 +48,7 @@ class Server:
 
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+        env.update(self.extra_env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [INTAKE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
