@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # whose key pair lives in the data dir, signs and verifies tokens.
     auth_issuer: str | None = None
     auth_jwks_file: Path | None = None
+    # Or the issuer's JWKS endpoint: cached, refreshed every `auth_jwks_refresh_seconds`, and at
+    # once (at most every 30 s) when a token names a key id the cache does not have (rotation).
+    auth_jwks_url: str | None = None
+    auth_jwks_refresh_seconds: float = Field(default=300.0, gt=0)
     auth_audience: str = "register-intake"
     dev_issuer: str = "urn:register-intake:dev-issuer"
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -99,8 +103,10 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.event_log == "kafka" and not self.kafka_bootstrap:
             raise ValueError("INTAKE_KAFKA_BOOTSTRAP is needed when INTAKE_EVENT_LOG=kafka")
-        if self.auth_issuer and self.auth_jwks_file is None:
-            raise ValueError("INTAKE_AUTH_JWKS_FILE is required when INTAKE_AUTH_ISSUER is set")
+        if self.auth_issuer and self.auth_jwks_file is None and self.auth_jwks_url is None:
+            raise ValueError(
+                "INTAKE_AUTH_JWKS_URL or INTAKE_AUTH_JWKS_FILE is required with INTAKE_AUTH_ISSUER"
+            )
         if self.environment == "production" and self.auth_issuer is None:
             raise ValueError("production needs a real token issuer (INTAKE_AUTH_ISSUER)")
         if self.environment == "production" and (

@@ -9,12 +9,16 @@ production verification code.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -23,6 +27,8 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from intake.files import create_once
 from intake.settings import Settings
+
+log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = [
     "RS256",
@@ -87,9 +93,27 @@ def _unit_from_authorization_details(details: Any) -> str | None:
     return None
 
 
+def _header_kid(token: str) -> str | None:
+    try:
+        header = orjson.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    except (ValueError, IndexError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
 class TokenVerifier:
-    def __init__(self, keys: KeySet, *, issuer: str, audience: str, leeway: int) -> None:
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: int,
+        jwks: JwksCache | None = None,
+    ) -> None:
         self._keys = keys
+        self._jwks = jwks
         self._audience = audience
         self._claims = JWTClaimsRegistry(
             leeway=leeway,
@@ -98,9 +122,18 @@ class TokenVerifier:
             exp={"essential": True},
         )
 
-    def verify(self, token: str) -> Principal:
+    async def verify_async(self, token: str) -> Principal:
+        """As :meth:`verify`, first refreshing a JWKS cache that lacks the token's key id."""
+        if self._jwks is None:
+            return self.verify(token)
+        kid = _header_kid(token)
+        return self.verify(token, await self._jwks.keys_for(kid))
+
+    def verify(self, token: str, keys: KeySet | None = None) -> Principal:
+        if keys is None:
+            keys = self._jwks.current if self._jwks is not None else self._keys
         try:
-            decoded = jwt.decode(token, self._keys, algorithms=ALLOWED_ALGORITHMS)
+            decoded = jwt.decode(token, keys, algorithms=ALLOWED_ALGORITHMS)
             if str(decoded.header.get("typ", "")).lower() not in ALLOWED_TYPES:
                 raise AuthError("token type not accepted")
             self._claims.validate(decoded.claims)
@@ -185,9 +218,62 @@ def _load_or_create_key(path: Path) -> ECKey:
     return imported
 
 
+class JwksCache:
+    """An issuer's JWKS fetched over HTTPS and cached. Rotation: a token naming an unknown key id
+    refreshes the cache at once, but at most every ``min_refetch_seconds`` (so garbage key ids
+    cannot make us hammer the issuer)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        refresh_seconds: float,
+        min_refetch_seconds: float = 30.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._url = url
+        self._refresh = refresh_seconds
+        self._min_refetch = min_refetch_seconds
+        self._client = client or httpx.AsyncClient(timeout=5.0)
+        self._keys = KeySet([])
+        self._kids: set[str] = set()
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    @property
+    def current(self) -> KeySet:
+        return self._keys
+
+    async def keys_for(self, kid: str | None) -> KeySet:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self._refresh
+        unknown = kid is not None and kid not in self._kids
+        if stale or (unknown and now - self._fetched_at > self._min_refetch):
+            async with self._lock:
+                if time.monotonic() - self._fetched_at > min(self._min_refetch, self._refresh):
+                    await self._fetch()
+        return self._keys
+
+    async def _fetch(self) -> None:
+        try:
+            response = await self._client.get(self._url)
+            response.raise_for_status()
+            document = response.json()
+            self._keys = KeySet.import_key_set(document)
+            self._kids = {k.get("kid") for k in document.get("keys", []) if k.get("kid")}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
+            # Keep verifying with the keys we have; the issuer may be briefly unreachable.
+            log.warning("JWKS from %s could not be fetched: %s", self._url, type(exc).__name__)
+        self._fetched_at = time.monotonic()
+
+
 def verifier_for(settings: Settings) -> TokenVerifier:
+    jwks: JwksCache | None = None
     if settings.uses_dev_issuer:
         keys = DevIssuer.load_or_create(settings).key_set()
+    elif settings.auth_jwks_url is not None:
+        jwks = JwksCache(settings.auth_jwks_url, refresh_seconds=settings.auth_jwks_refresh_seconds)
+        keys = jwks.current
     else:
         assert settings.auth_jwks_file is not None
         keys = KeySet.import_key_set(orjson.loads(settings.auth_jwks_file.read_bytes()))
@@ -196,4 +282,5 @@ def verifier_for(settings: Settings) -> TokenVerifier:
         issuer=settings.issuer,
         audience=settings.auth_audience,
         leeway=settings.token_leeway_seconds,
+        jwks=jwks,
     )

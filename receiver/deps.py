@@ -52,7 +52,7 @@ def _unauthorized(detail: str, *, dpop: bool = False) -> Problem:
     )
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     header = request.headers.get("authorization")
     dpop = request.app.state.runtime.settings.auth_dpop
     expected = "dpop" if dpop else "bearer"
@@ -64,7 +64,7 @@ def get_principal(request: Request) -> Principal:
         raise _unauthorized(f"Send 'Authorization: {expected.title()} <token>'.", dpop=dpop)
     verifier: TokenVerifier = request.app.state.verifier
     try:
-        principal = verifier.verify(token)
+        principal = await verifier.verify_async(token)
     except AuthError as exc:
         raise _unauthorized("The token is invalid or expired.", dpop=dpop) from exc
     if dpop:
