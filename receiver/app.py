@@ -36,6 +36,7 @@ from receiver.routes import (
     messages,
     operations,
     receipts,
+    slash,
     state,
     webhooks,
 )
@@ -70,11 +71,11 @@ class RequestObservation:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (CORRELATION_HEADER.encode(), correlation_id.encode()),
-                ]
+                headers = list(message.get("headers", []))
+                # A handler may name the correlation itself (SLASH answers with the receipt id).
+                if not any(name.lower() == CORRELATION_HEADER.encode() for name, _ in headers):
+                    headers.append((CORRELATION_HEADER.encode(), correlation_id.encode()))
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -114,6 +115,7 @@ def create_app(
             app.state.verifier = verifier_for(settings)
             app.state.cursors = cursor_codec_for(settings)
             app.state.dpop = DpopVerifier(max_age_seconds=settings.dpop_max_age_seconds)
+            app.state.slash_keys = slash.open_key_store(settings)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             app.state.submissions = SubmissionService(runtime)
             app.state.consumers = {}
@@ -149,6 +151,7 @@ def create_app(
     routers = (
         messages.router,
         receipts.router,
+        slash.router,
         webhooks.router,
         completeness.router,
         catalogue.router,
