@@ -3,6 +3,8 @@ RFC 9449 when configured; rate limits; no personal identifier in any log line.""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 import time
@@ -129,7 +131,31 @@ async def test_token_matrix_stores_nothing(
         ),
         stranger,
     )
+
+    def signed(claims: dict[str, Any]) -> str:
+        return jws.serialize_compact(
+            {"alg": "ES256", "typ": "at+jwt", "kid": issuer._key.kid},
+            orjson.dumps(
+                {
+                    "exp": time.time() + 60,
+                    "scope": f"{issuer.audience}/report",
+                    "helseid://claims/client/claims/orgnr_parent": UNIT,
+                    **claims,
+                }
+            ),
+            issuer._key,
+        )
+
+    public_pem = issuer._key.as_pem(private=False)
+    hs_input = (
+        f"{_b64(orjson.dumps({'alg': 'HS256', 'typ': 'at+jwt'}))}."
+        f"{_b64(orjson.dumps({'iss': issuer.issuer, 'aud': issuer.audience}))}"
+    )
+    hs_mac = hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest()
     tokens = {
+        "wrong issuer": signed({"iss": "https://evil.test", "aud": issuer.audience}),
+        "wrong audience": signed({"iss": issuer.issuer, "aud": "another-api"}),
+        "hs256 with the public key": f"{hs_input}.{_b64(hs_mac)}",
         "expired": issuer.mint(UNIT, scopes=["intake:report"], lifetime_seconds=-300),
         "alg none": alg_none,
         "unknown key": foreign,
@@ -172,3 +198,20 @@ async def test_no_personal_identifier_reaches_the_logs(
     assert caplog.records  # the run did log
     for identifier in identifiers:
         assert identifier not in text
+
+
+async def test_deep_nesting_and_huge_strings_are_refused_cleanly(
+    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings
+) -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    response = await client.post(
+        URL, content=deep, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
+    message = example_message()
+    message[0]["avtale"][0]["lokalKonsultasjonType"] = "x" * 2_000_000
+    long = await client.post(URL, json=message, headers=auth)
+    assert long.status_code == 202
+    [item] = [i for i in long.json()["items"] if i["path"] == "/0/avtale/0"]
+    assert (item["status"], item["findings"][0]["rule_id"]) == ("rejected", "STR-004")
+    assert await _stored(settings) == 2  # the other two items of the message

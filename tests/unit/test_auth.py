@@ -149,3 +149,14 @@ def test_dev_issuer_tokens_pass_the_same_verifier(tmp_path: Path) -> None:
     again = DevIssuer.load_or_create(settings)  # the key pair is kept in the data dir
     assert verifier_for(settings).verify(again.mint("974152533", scopes=[])).scopes == set()
     assert (tmp_path / "dev-issuer" / "signing-key.json").stat().st_mode & 0o077 == 0
+
+
+def test_unit_from_authorization_details(key: ECKey, verifier: TokenVerifier) -> None:
+    details = [
+        {"type": "helseid_authorization", "organization_number": "NO:ORGNR:974152533:987654325"}
+    ]
+    token = _sign(key, _claims(**{CLAIM_ORGNR_PARENT: None, "authorization_details": details}))
+    assert verifier.verify(token).unit == "987654325"
+    parent_only = [{"type": "helseid_authorization", "organization_number": "NO:ORGNR:974152533"}]
+    token = _sign(key, _claims(**{CLAIM_ORGNR_PARENT: None, "authorization_details": parent_only}))
+    assert verifier.verify(token).unit == "974152533"
