@@ -139,6 +139,7 @@ def create_app(
                         log.error("consumer %s did not stop in time", task.get_name())
                     except Exception:
                         log.exception("consumer %s failed", task.get_name())
+                await app.state.verifier.aclose()
 
     app = FastAPI(
         title="register-intake",

@@ -122,6 +122,10 @@ class TokenVerifier:
             exp={"essential": True},
         )
 
+    async def aclose(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.aclose()
+
     async def verify_async(self, token: str) -> Principal:
         """As :meth:`verify`, first refreshing a JWKS cache that lacks the token's key id."""
         if self._jwks is None:
@@ -243,6 +247,9 @@ class JwksCache:
     @property
     def current(self) -> KeySet:
         return self._keys
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     async def keys_for(self, kid: str | None) -> KeySet:
         now = time.monotonic()

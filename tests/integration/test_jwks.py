@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from intake.settings import Settings
-from receiver.auth import CLAIM_ORGNR_PARENT, AuthError, verifier_for
+from receiver.auth import CLAIM_ORGNR_PARENT, AuthError, TokenVerifier, verifier_for
 
 ISSUER = "https://helseid-sts.test"
 
@@ -69,6 +69,13 @@ async def test_keys_are_fetched_cached_and_rotated(
     state, url = issuer
     settings = Settings(data_dir=tmp_path, auth_issuer=ISSUER, auth_jwks_url=url)
     verifier = verifier_for(settings)
+    try:
+        await _rotation(state, verifier)
+    finally:
+        await verifier.aclose()
+
+
+async def _rotation(state: Issuer, verifier: TokenVerifier) -> None:
     first = state.keys[0]
     assert (await verifier.verify_async(state.token(first))).unit == "974152533"
     assert (await verifier.verify_async(state.token(first))).unit == "974152533"
