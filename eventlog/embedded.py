@@ -63,11 +63,18 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
+    # Refuse before a connection thread exists that would outlive us.
+    if await asyncio.to_thread(path.is_dir):
+        raise sqlite3.OperationalError(f"{path} is a directory")
     conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=FULL")
-    await conn.execute("PRAGMA busy_timeout=10000")
-    await conn.execute("PRAGMA foreign_keys=ON")
+    try:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.execute("PRAGMA busy_timeout=10000")
+        await conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error:
+        await conn.close()  # stop its thread before the error travels up
+        raise
     return conn
 
 
@@ -105,6 +112,7 @@ class EmbeddedEventLog:
             self._writer = await _connect(self._path)
             await self._writer.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            await self.close()
             raise LogUnavailableError(f"embedded log at {self._path}: {exc}") from exc
 
     async def close(self) -> None:

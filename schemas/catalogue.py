@@ -177,6 +177,25 @@ def _dimensions(schema: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return dims
 
 
+def _unmapped_action_values(block: dict[str, Any], spec: ItemSpec) -> list[str]:
+    """Values an item's action field can take that its action map does not cover."""
+    if spec.action_field is None:
+        return []
+    array = next(f for f in block["fields"] if f["name"] == spec.array_field)
+    field_type = next(
+        f["type"] for f in array["type"]["items"]["fields"] if f["name"] == spec.action_field
+    )
+    if field_type == "boolean":
+        values = ["true", "false"]
+    elif isinstance(field_type, dict) and field_type.get("type") == "enum":
+        values = list(field_type["symbols"])
+    else:
+        raise ValueError(
+            f"{spec.array_field}.{spec.action_field}: an action field is a boolean or an enum"
+        )
+    return [v for v in values if v not in spec.action_map]
+
+
 def _unit_field(block: dict[str, Any]) -> str:
     for f in block["fields"]:
         if f.get("x-identifier") == "orgnr":
@@ -192,6 +211,11 @@ def _load_model(message_type: str, version: int, folder: Traversable) -> Message
         unknown = spec.actions - ACTIONS
         if unknown:
             raise ValueError(f"{message_type} v{version}: unknown actions {sorted(unknown)}")
+        unmapped = _unmapped_action_values(schema["items"], spec)
+        if unmapped:
+            raise ValueError(
+                f"{message_type} v{version}: {spec.array_field} maps no action for {unmapped}"
+            )
     return MessageModel(
         message_type=message_type,
         version=version,
