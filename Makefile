@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck schemas-check pytest bench install clean
+.PHONY: run test lint typecheck schemas-check ops-check pytest bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,16 @@ typecheck: $(STAMP)
 schemas-check: $(STAMP)
 	$(BIN)/intake schemas check
 
+# Prometheus scrape config and alert rules: promtool check config/rules and the rules' unit
+# tests (installs Debian's prometheus package when promtool is missing).
+ops-check:
+	deploy/prometheus/prometheus.sh check
+
 # Starts Apache Kafka and PostgreSQL on loopback for the tests that need them (deploy/).
 pytest: $(STAMP)
 	deploy/with-services.sh $(BIN)/pytest
 
-test: lint typecheck schemas-check pytest
+test: lint typecheck schemas-check ops-check pytest
 
 # Benchmarks print their figures and ratios, and append them to bench/RESULTS.md.
 bench: $(STAMP)

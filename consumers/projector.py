@@ -111,6 +111,8 @@ class Projector:
                 await self._consume(consumer, stop)
             except (LogUnavailableError, OperationalError, DBAPIError) as exc:
                 self.healthy = False
+                if not isinstance(exc, LogUnavailableError):
+                    self._rt.metrics.store_errors.labels(CONSUMER_NAME).inc()
                 log.warning("projector paused: %s; retrying in %.1fs", type(exc).__name__, backoff)
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -243,6 +245,8 @@ class Projector:
             ends = await self._rt.event_log.end_offsets(topic)
             lag = sum(max(0, end - positions.get(tp, 0)) for tp, end in ends.items())
             self._rt.metrics.consumer_lag.labels(CONSUMER_NAME, topic).set(lag)
+        quarantine = await self._rt.event_log.end_offsets(self._rt.topics.quarantine)
+        self._rt.metrics.quarantine_records.set(sum(quarantine.values()))
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import httpx
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 
 from intake.runtime import Runtime
 from statestore.webhooks import Delivery, WebhookRepository, backoff
@@ -62,8 +63,10 @@ class WebhookDispatcher:
                 try:
                     await self.step()
                     self.healthy = True
-                except Exception:  # a broken step must not end the dispatcher; try again
+                except Exception as exc:  # a broken step must not end the dispatcher; try again
                     self.healthy = False
+                    if isinstance(exc, SQLAlchemyError):
+                        self._rt.metrics.store_errors.labels("webhooks").inc()
                     log.exception("webhook dispatcher step failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), poll)

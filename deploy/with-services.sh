@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run a command with Apache Kafka and PostgreSQL started on loopback for it, and stop them after.
+# Run a command with Apache Kafka and PostgreSQL started on loopback for it, and stop them after;
+# also names a Prometheus server binary for the tests that start their own.
 #
 #   deploy/with-services.sh .venv/bin/pytest
 #
-# Exports INTAKE_TEST_KAFKA_BOOTSTRAP and INTAKE_TEST_POSTGRES_URL for the tests. A service that
+# Exports INTAKE_TEST_KAFKA_BOOTSTRAP, INTAKE_TEST_POSTGRES_URL and INTAKE_TEST_PROMETHEUS (the
+# server binary; installed with Debian's package when missing) for the tests. A service that
 # cannot start fails the run when INTAKE_REQUIRE_SERVICES=1 (CI); otherwise it is reported and
 # the tests that need it skip. INTAKE_SKIP_SERVICES=1 starts nothing (quick local runs).
 set -euo pipefail
@@ -39,6 +41,12 @@ if [[ "${INTAKE_SKIP_SERVICES:-}" != 1 ]]; then
     echo "with-services: PostgreSQL at ${url#*@}" >&2
   else
     unavailable "PostgreSQL"
+  fi
+  if "$HERE/prometheus/prometheus.sh" install && prometheus="$("$HERE/prometheus/prometheus.sh" path)"; then
+    export INTAKE_TEST_PROMETHEUS="$prometheus"
+    echo "with-services: Prometheus at $prometheus" >&2
+  else
+    unavailable "Prometheus"
   fi
 fi
 

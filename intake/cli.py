@@ -17,11 +17,15 @@ from intake.logs import configure_logging
 from intake.settings import Settings
 
 if TYPE_CHECKING:
+    from intake.metrics import ConsumerName
     from intake.runtime import Runtime
     from schemas.catalogue import Catalogue
 
 
 class Consumer(Protocol):
+    @property
+    def healthy(self) -> bool: ...
+
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
@@ -41,6 +45,10 @@ err = Console(stderr=True)
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where embedded data lives (default ./.intake).")
+]
+MetricsHost = Annotated[str, typer.Option(help="Address to serve metrics on.")]
+MetricsPort = Annotated[
+    int | None, typer.Option(help="Serve Prometheus metrics on this port (any path).")
 ]
 
 
@@ -96,40 +104,71 @@ def _run_gateway(settings: Settings, host: str, port: int, *, run_consumers: boo
     )
 
 
-def _consume(settings: Settings, make: Callable[[Runtime], Consumer]) -> None:
-    """Run one consumer service until SIGINT or SIGTERM (it finishes the batch in flight)."""
+def _consume(
+    settings: Settings,
+    name: ConsumerName,
+    make: Callable[[Runtime], Consumer],
+    metrics_host: str,
+    metrics_port: int | None,
+) -> None:
+    """Run one consumer service until SIGINT or SIGTERM (it finishes the batch in flight),
+    serving its metrics on ``metrics_port`` if given."""
+    from prometheus_client import CollectorRegistry
+
+    from intake.metrics import serve_metrics
     from intake.runtime import open_runtime
 
     configure_logging()
+    registry = CollectorRegistry()
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(settings) as runtime:
-            await make(runtime).run(stop)
+        async with open_runtime(settings, registry) as runtime:
+            consumer = make(runtime)
+            runtime.metrics.watch_consumer(name, consumer)
+            stop_metrics = (
+                serve_metrics(registry, metrics_host, metrics_port) if metrics_port else None
+            )
+            try:
+                await consumer.run(stop)
+            finally:
+                if stop_metrics is not None:
+                    stop_metrics()
 
     asyncio.run(main())
 
 
 @consume_app.command("projector")
-def consume_projector(data_dir: DataDir = None) -> None:
+def consume_projector(
+    data_dir: DataDir = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+) -> None:
     """Apply accepted events to the state store."""
     from consumers.projector import Projector
 
-    _consume(_settings(data_dir), Projector)
+    _consume(_settings(data_dir), "projector", Projector, metrics_host, metrics_port)
 
 
 @consume_app.command("receipts")
-def consume_receipts(data_dir: DataDir = None) -> None:
+def consume_receipts(
+    data_dir: DataDir = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+) -> None:
     """Push receipt changes to the units' webhooks."""
     from consumers.webhooks import WebhookDispatcher
     from statestore.webhooks import WebhookRepository
 
     _consume(
         _settings(data_dir),
+        "webhooks",
         lambda runtime: WebhookDispatcher(runtime, WebhookRepository(runtime.engines)),
+        metrics_host,
+        metrics_port,
     )
 
 

@@ -135,6 +135,7 @@ async def open_runtime(
             receipt_changed=ChangeSignal(),
         )
         await runtime.codelists.refresh()
+        runtime.metrics.record_codelists(runtime.codelists.registry)
         await event_log.ensure_topics(
             [*runtime.accepted_topics(), topics.quarantine, topics.receipts]
         )

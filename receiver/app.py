@@ -98,6 +98,7 @@ async def _refresh_codelists(runtime: Runtime, stop: asyncio.Event) -> None:
             return
         try:
             await runtime.codelists.refresh()
+            runtime.metrics.record_codelists(runtime.codelists.registry)
         except Exception:  # keep validating with the lists we have; try again next time
             log.exception("code lists could not be reloaded")
 
@@ -126,6 +127,8 @@ def create_app(
                 dispatcher = WebhookDispatcher(runtime, WebhookRepository(runtime.engines))
                 app.state.consumers["projector"] = projector
                 app.state.consumers["webhooks"] = dispatcher
+                runtime.metrics.watch_consumer("projector", projector)
+                runtime.metrics.watch_consumer("webhooks", dispatcher)
                 tasks.append(asyncio.create_task(projector.run(stop), name="projector"))
                 tasks.append(asyncio.create_task(dispatcher.run(stop), name="webhooks"))
             try:

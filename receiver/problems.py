@@ -22,6 +22,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -122,6 +123,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(problem, request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None and isinstance(exc, SQLAlchemyError):
+            runtime.metrics.store_errors.labels("gateway").inc()
         # A bug, never bad input: logged by type and correlation id only (no request content).
         log.error(
             "unexpected %s on %s %s (correlation id %s)",

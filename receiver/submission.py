@@ -154,10 +154,11 @@ class SubmissionService:
         await self._rt.receipts.mark_validated(receipt_id, principal.unit)
         self._rt.receipt_changed.notify()
         self._count(model, items)
-        return SubmissionResult(
-            ReceiptView.preview(new_receipt, stage="validated").as_dict(),
-            replayed=outcome == "existing",
-        )
+        receipt = ReceiptView.preview(new_receipt, stage="validated").as_dict()
+        self._rt.metrics.receipts.labels(
+            model.message_type, str(model.version), receipt["status"]
+        ).inc()
+        return SubmissionResult(receipt, replayed=outcome == "existing")
 
     async def _produce(
         self,

@@ -33,8 +33,10 @@ async def readyz(request: Request, runtime: RuntimeDep) -> OrjsonResponse:
         checks["store"] = "ok"
     except Exception:  # any failure to reach the store means "not ready", whatever its type
         checks["store"] = "unavailable"
+        runtime.metrics.store_errors.labels("gateway").inc()
     for name, consumer in request.app.state.consumers.items():
         checks[f"consumer:{name}"] = "ok" if consumer.healthy else "starting"
+    runtime.metrics.record_readiness(checks)
     ready = all(v == "ok" for v in checks.values())
     return OrjsonResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
