@@ -10,6 +10,9 @@ from typing import Any
 
 import httpx
 
+from eventlog.embedded import EmbeddedEventLog
+from intake.settings import Settings
+
 MODELS = Path(__file__).resolve().parents[2] / "schemas" / "models"
 
 
@@ -61,3 +64,17 @@ async def wait_for_status(
         if loop.time() > deadline:
             raise AssertionError(f"receipt stayed {body['status']}, wanted {statuses}")
         await asyncio.sleep(0.05)
+
+
+async def records_in_log(
+    settings: Settings,
+    topics: tuple[str, ...] = ("intake.accepted.HST_Avtale.v1", "intake.quarantine"),
+) -> int:
+    """How many records the embedded log holds in ``topics`` (accepted and quarantined
+    HST_Avtale items by default): what a refused request must not have changed."""
+    log = EmbeddedEventLog(settings.embedded_log_path)
+    await log.start()
+    try:
+        return sum([sum((await log.end_offsets(t)).values()) for t in topics])
+    finally:
+        await log.close()

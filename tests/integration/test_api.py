@@ -15,21 +15,9 @@ from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from tests.conftest import OTHER_UNIT, UNIT, running_app
-from tests.integration.helpers import appointment, example_message, wait_for_status
+from tests.integration.helpers import appointment, example_message, records_in_log, wait_for_status
 
 URL = "/v1/messages/HST_Avtale/1"
-
-
-async def _log_size(settings: Settings) -> int:
-    log = EmbeddedEventLog(settings.embedded_log_path)
-    await log.start()
-    try:
-        total = 0
-        for topic in ("intake.accepted.HST_Avtale.v1", "intake.quarantine"):
-            total += sum((await log.end_offsets(topic)).values())
-        return total
-    finally:
-        await log.close()
 
 
 def _problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -102,13 +90,13 @@ async def test_same_idempotency_key_returns_the_same_receipt(
     assert first.status_code == second.status_code == 202
     assert first.json()["receipt_id"] == second.json()["receipt_id"]
     assert second.headers["idempotent-replayed"] == "true"
-    assert await _log_size(settings) == 3
+    assert await records_in_log(settings) == 3
 
     changed = example_message()
     changed[0]["avtale"][0]["oppmoteStatus"] = 2
     conflict = await client.post(URL, json=changed, headers=headers)
     _problem(conflict, 409, "idempotency_conflict")
-    assert await _log_size(settings) == 3
+    assert await records_in_log(settings) == 3
 
 
 async def test_same_body_without_key_is_recognised(
@@ -119,7 +107,7 @@ async def test_same_body_without_key_is_recognised(
     first = await client.post(URL, content=body, headers=headers)
     second = await client.post(URL, content=body, headers=headers)
     assert first.json()["receipt_id"] == second.json()["receipt_id"]
-    assert await _log_size(settings) == 3
+    assert await records_in_log(settings) == 3
 
 
 async def test_same_body_under_a_new_key_is_applied_once(
@@ -147,7 +135,7 @@ async def test_dry_run_validates_and_stores_nothing(
     assert response.status_code == 200
     assert response.json()["status"] == "partially_accepted"
     assert response.json()["stage"] == "dry_run"
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
     missing = await client.get(f"/v1/receipts/{response.json()['receipt_id']}", headers=auth)
     _problem(missing, 404, "not_found")
 
@@ -163,7 +151,7 @@ async def test_atomic_refuses_the_whole_message_when_an_item_fails(
     )
     body = _problem(response, 422, "rejected_atomic")
     assert isinstance(body["receipt"], dict)
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
 
 
 @pytest.mark.parametrize(
@@ -197,7 +185,7 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
         URL, content=content, headers={**auth, "Content-Type": content_type}
     )
     _problem(response, status, code)
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
 
 
 async def test_unknown_message_type_and_version(
@@ -242,7 +230,7 @@ async def test_body_over_the_limit_is_refused(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         _problem(streamed, 413, "payload_too_large")
-        assert await _log_size(settings) == 0
+        assert await records_in_log(settings) == 0
 
 
 async def test_requests_without_a_valid_token_get_401(
@@ -270,7 +258,7 @@ async def test_requests_without_a_valid_token_get_401(
         403,
         "insufficient_scope",
     )
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
 
 
 async def test_a_unit_cannot_report_for_another(
@@ -281,7 +269,7 @@ async def test_a_unit_cannot_report_for_another(
         URL, json=example_message(), headers={"Authorization": f"Bearer {other}"}
     )
     _problem(response, 403, "unit_mismatch")
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
 
 
 async def test_a_unit_cannot_read_another_units_receipt(

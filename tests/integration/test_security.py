@@ -20,26 +20,15 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from prometheus_client import CollectorRegistry
 
-from eventlog.embedded import EmbeddedEventLog
 from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from receiver.dpop import ath_of
 from tests.conftest import UNIT, running_app
-from tests.integration.helpers import appointment, example_message, wait_for_status
+from tests.integration.helpers import appointment, example_message, records_in_log, wait_for_status
 
 URL = "/v1/messages/HST_Avtale/1"
 FULL_URL = "http://intake.test" + URL
-
-
-async def _stored(settings: Settings) -> int:
-    log = EmbeddedEventLog(settings.embedded_log_path)
-    await log.start()
-    try:
-        ends = await log.end_offsets("intake.accepted.HST_Avtale.v1")
-        return sum(ends.values())
-    finally:
-        await log.close()
 
 
 def _proof(
@@ -101,14 +90,14 @@ async def test_dpop_bound_requests(dpop_app: tuple[httpx.AsyncClient, Settings])
         response = await request
         assert response.status_code == 401, name
         assert response.headers["www-authenticate"].startswith("DPoP"), name
-    assert await _stored(settings) == 0
+    assert await records_in_log(settings, ("intake.accepted.HST_Avtale.v1",)) == 0
 
     good = await post(replayed)
     assert good.status_code == 202, good.text
     again = await post(replayed)
     assert again.status_code == 401  # a proof is good once
     assert "already used" in again.json()["detail"]
-    assert await _stored(settings) == 1
+    assert await records_in_log(settings, ("intake.accepted.HST_Avtale.v1",)) == 1
 
 
 async def test_token_matrix_stores_nothing(
@@ -166,7 +155,7 @@ async def test_token_matrix_stores_nothing(
             URL, json=example_message(), headers={"Authorization": f"Bearer {token}"}
         )
         assert response.status_code == 401, name
-    assert await _stored(settings) == 0
+    assert await records_in_log(settings, ("intake.accepted.HST_Avtale.v1",)) == 0
 
 
 async def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
@@ -214,4 +203,6 @@ async def test_deep_nesting_and_huge_strings_are_refused_cleanly(
     assert long.status_code == 202
     [item] = [i for i in long.json()["items"] if i["path"] == "/0/avtale/0"]
     assert (item["status"], item["findings"][0]["rule_id"]) == ("rejected", "STR-004")
-    assert await _stored(settings) == 2  # the other two items of the message
+    assert (
+        await records_in_log(settings, ("intake.accepted.HST_Avtale.v1",)) == 2
+    )  # the other two items of the message

@@ -26,14 +26,13 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from prometheus_client import CollectorRegistry
 
-from eventlog.embedded import EmbeddedEventLog
 from eventlog.port import LogUnavailableError
 from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from receiver.slash import SlashKeyStore
 from tests.conftest import OTHER_UNIT, UNIT, running_app
-from tests.integration.helpers import example_message, wait_for_status
+from tests.integration.helpers import example_message, records_in_log, wait_for_status
 
 MESSAGE_URL = "http://intake.test/message"
 VENDOR = {
@@ -58,18 +57,6 @@ def settings(tmp_path: Path) -> Settings:
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-async def _log_size(settings: Settings) -> int:
-    log = EmbeddedEventLog(settings.embedded_log_path)
-    await log.start()
-    try:
-        total = 0
-        for topic in ("intake.accepted.HST_Avtale.v1", "intake.quarantine"):
-            total += sum((await log.end_offsets(topic)).values())
-        return total
-    finally:
-        await log.close()
 
 
 @dataclass
@@ -286,7 +273,7 @@ async def test_a_good_message_is_delivered_and_applied(
     assert final["submission"]["vendor"] == "Softwarebedrift AS"
     assert final["submission"]["idempotency_key"].startswith("slash:")
     assert [i["status"] for i in final["items"]] == ["applied"] * 3
-    assert await _log_size(settings) == 3
+    assert await records_in_log(settings) == 3
 
 
 async def test_the_correlation_id_is_only_the_receipt_id(sender: SlashSender) -> None:
@@ -305,7 +292,7 @@ async def test_a_resent_message_gets_the_same_receipt(
     assert first.json()["receiptId"] == second.json()["receiptId"]
     assert second.headers["idempotent-replayed"] == "true"
     await wait_for_status(client, first.json()["receiptId"], bearer, {"applied"})
-    assert await _log_size(settings) == 3
+    assert await records_in_log(settings) == 3
 
 
 async def test_rejected_items_still_deliver_and_point_to_the_receipt(
@@ -377,7 +364,7 @@ async def test_crypto_failures(sender: SlashSender, settings: Settings) -> None:
     wrong_wrap.claims["enc_sym_key"] = _b64url(os.urandom(256))
     _refused(await sender.post(wrong_wrap), 400, 1008)
 
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
 
 
 async def test_authentication_failures(
@@ -419,7 +406,7 @@ async def test_authentication_failures(
     no_scope = SlashSender(client, issuer, scopes=["intake:state"])
     _refused(await no_scope.post(no_scope.seal(message, key)), 403, 2001)
 
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
 
 
 async def test_content_and_header_failures(
@@ -468,7 +455,7 @@ async def test_content_and_header_failures(
         1002,
     )
 
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
 
 
 async def test_too_large_and_rate_limited(tmp_path: Path) -> None:
@@ -489,7 +476,7 @@ async def test_too_large_and_rate_limited(tmp_path: Path) -> None:
         body = _refused(limited, 503, 2010)
         assert int(limited.headers["retry-after"]) >= 1
         assert "again" in body["errors"][0]["errorDetails"]
-        assert await _log_size(settings) == 0
+        assert await records_in_log(settings) == 0
 
 
 async def test_an_unavailable_log_is_a_storage_error_to_retry(
@@ -574,4 +561,4 @@ async def test_an_expired_key_is_refused_and_stores_nothing(
     _use_store(client, restarted)
     _refused(await sender.post(sender.seal(sealed.plaintext, key)), 400, 1007)
     assert key["id"] not in [k.kid for k in restarted.published()]
-    assert await _log_size(settings) == 0
+    assert await records_in_log(settings) == 0
