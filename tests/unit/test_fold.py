@@ -166,3 +166,10 @@ def test_every_integrity_rule_is_produced_by_a_fold_here() -> None:
         produced |= {v.rule_id for v in fold(history).violations}
     integrity = {rid for rid, r in load_catalogue().items() if r.level == "integrity"}
     assert produced == integrity
+
+
+def test_deleting_an_unreported_appointment_is_not_a_finding() -> None:
+    # Booked and cancelled between two deliveries: only the deletion arrives.
+    result = fold_replace(_history(("delete", {})))
+    assert result.violations == ()
+    assert result.last.deleted is True
