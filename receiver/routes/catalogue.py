@@ -12,6 +12,7 @@ from receiver.deps import RuntimeDep, published_model
 from receiver.problems import Problem, check_day
 from receiver.responses import OrjsonResponse
 from schemas.catalogue import MessageModel
+from validators.codelists import CodeList
 from validators.rules import load_catalogue as load_rules
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -89,21 +90,20 @@ async def list_rules() -> OrjsonResponse:
     return OrjsonResponse([r.as_dict() for r in load_rules().values()])
 
 
+def _codelist_summary(codelist: CodeList) -> dict[str, Any]:
+    return {
+        "id": codelist.id,
+        "title": codelist.title,
+        "sample": codelist.sample,
+        "source": codelist.source,
+        "versions": [v.isoformat() for v in codelist.versions],
+        "href": f"/v1/codelists/{codelist.id}",
+    }
+
+
 @router.get("/codelists", summary="Code lists used by validation")
 async def list_codelists(runtime: RuntimeDep) -> OrjsonResponse:
-    return OrjsonResponse(
-        [
-            {
-                "id": c.id,
-                "title": c.title,
-                "sample": c.sample,
-                "source": c.source,
-                "versions": [v.isoformat() for v in c.versions],
-                "href": f"/v1/codelists/{c.id}",
-            }
-            for c in runtime.codelists.registry
-        ]
-    )
+    return OrjsonResponse([_codelist_summary(c) for c in runtime.codelists.registry])
 
 
 @router.get("/codelists/{codelist_id}", summary="A code list: versions and members")
@@ -118,11 +118,7 @@ async def get_codelist(
     members = codelist.members_on(version) if version else []
     return OrjsonResponse(
         {
-            "id": codelist.id,
-            "title": codelist.title,
-            "sample": codelist.sample,
-            "source": codelist.source,
-            "versions": [v.isoformat() for v in codelist.versions],
+            **_codelist_summary(codelist),
             "version": codelist.version_label(version) if version else None,
             "members": [
                 {
