@@ -20,7 +20,6 @@ What happens to trouble:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -28,9 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from consumers.fold import FOLDS
+from consumers.service import StoreConsumer
 from eventlog.port import (
     ConsumedRecord,
     LogConsumer,
@@ -79,49 +77,17 @@ class PoisonGuard:
             )
 
 
-class Projector:
+class Projector(StoreConsumer):
+    name = CONSUMER_NAME
+
     def __init__(self, runtime: Runtime, *, guard: PoisonGuard | None = None) -> None:
-        self._rt = runtime
+        super().__init__(runtime)
         self._guard = guard or PoisonGuard()
-        self.healthy = False
         # One fold per message type (state is kept per type); an unknown x-fold fails here.
         self._folds = {m.message_type: FOLDS[m.fold] for m in runtime.catalogue}
 
-    @property
-    def group(self) -> str:
-        return f"{self._rt.settings.topic_prefix}.{CONSUMER_NAME}"
-
-    async def _start_positions(
-        self, assigned: frozenset[TopicPartition]
-    ) -> Mapping[TopicPartition, int]:
-        stored = await self._rt.state.load_offsets(CONSUMER_NAME)
-        return {tp: off for tp, off in stored.items() if tp in assigned}
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; restart the consumer after transient failures."""
-        backoff = 0.2
-        while not stop.is_set():
-            consumer = self._rt.event_log.consumer(
-                self.group, self._rt.accepted_topics(), on_assign=self._start_positions
-            )
-            try:
-                await consumer.start()
-                self.healthy = True
-                backoff = 0.2
-                await self._consume(consumer, stop)
-            except (LogUnavailableError, OperationalError, DBAPIError) as exc:
-                self.healthy = False
-                if not isinstance(exc, LogUnavailableError):
-                    self._rt.metrics.store_errors.labels(CONSUMER_NAME).inc()
-                log.warning("projector paused: %s; retrying in %.1fs", type(exc).__name__, backoff)
-                await _sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 10.0)
-            except Exception:
-                log.exception("projector stopped")
-                raise
-            finally:
-                self.healthy = False
-                await consumer.close()
+    def topics(self) -> list[str]:
+        return self._rt.accepted_topics()
 
     async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
         settings = self._rt.settings
@@ -247,8 +213,3 @@ class Projector:
             self._rt.metrics.consumer_lag.labels(CONSUMER_NAME, topic).set(lag)
         quarantine = await self._rt.event_log.end_offsets(self._rt.topics.quarantine)
         self._rt.metrics.quarantine_records.set(sum(quarantine.values()))
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):  # slept the full backoff
-        await asyncio.wait_for(stop.wait(), seconds)

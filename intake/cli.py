@@ -6,7 +6,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -17,16 +17,10 @@ from intake.logs import configure_logging
 from intake.settings import Settings
 
 if TYPE_CHECKING:
+    from consumers.service import ConsumerService as Consumer
     from intake.metrics import ConsumerName
     from intake.runtime import Runtime
     from schemas.catalogue import Catalogue
-
-
-class Consumer(Protocol):
-    @property
-    def healthy(self) -> bool: ...
-
-    async def run(self, stop: asyncio.Event) -> None: ...
 
 
 app = typer.Typer(no_args_is_help=True, help="register-intake: the KPR/NPR reporting receiver.")
@@ -153,6 +147,18 @@ def consume_projector(
     _consume(_settings(data_dir), "projector", Projector, metrics_host, metrics_port)
 
 
+@consume_app.command("quarantine")
+def consume_quarantine(
+    data_dir: DataDir = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+) -> None:
+    """Index rejected items from the quarantine topic for the review UI."""
+    from consumers.quarantine import QuarantineIndexer
+
+    _consume(_settings(data_dir), "quarantine", QuarantineIndexer, metrics_host, metrics_port)
+
+
 @consume_app.command("receipts")
 def consume_receipts(
     data_dir: DataDir = None,
@@ -184,6 +190,10 @@ def dev_token(
     dpop_jkt: Annotated[
         str | None, typer.Option(help="Bind the token to this DPoP key (its RFC 7638 thumbprint).")
     ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="The person acting (sub claim), e.g. a reviewer's user name."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Print an access token from the local development issuer."""
@@ -204,6 +214,7 @@ def dev_token(
             supplier=supplier,
             lifetime_seconds=lifetime,
             dpop_jkt=dpop_jkt,
+            subject=subject,
         )
     )
 

@@ -24,8 +24,8 @@ MetricType = Literal["counter", "gauge", "histogram"]
 
 # Closed label sets whose values exist from start-up.
 WebhookOutcome = Literal["delivered", "failed", "parked"]
-ConsumerName = Literal["projector", "webhooks"]
-Component = Literal["gateway", "projector", "webhooks"]
+ConsumerName = Literal["projector", "webhooks", "quarantine"]
+Component = Literal["gateway", "projector", "webhooks", "quarantine"]
 
 HTTP_REQUESTS = "intake_http_requests_total"
 HTTP_DURATION = "intake_http_request_duration_seconds"

@@ -19,9 +19,12 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.projector import Projector
+from consumers.quarantine import QuarantineIndexer
+from consumers.service import ConsumerService
 from consumers.webhooks import WebhookDispatcher
 from intake import __version__
-from intake.metrics import Metrics
+from intake.logs import begin_request_log, end_request_log
+from intake.metrics import ConsumerName, Metrics
 from intake.runtime import Runtime, open_runtime
 from intake.settings import Settings
 from receiver.auth import verifier_for
@@ -36,6 +39,8 @@ from receiver.routes import (
     messages,
     operations,
     receipts,
+    review_api,
+    review_pages,
     slash,
     state,
     webhooks,
@@ -64,6 +69,7 @@ class RequestObservation:
         incoming = dict(scope["headers"]).get(CORRELATION_HEADER.encode(), b"").decode("latin-1")
         correlation_id = incoming if 0 < len(incoming) <= 100 else str(uuid.uuid4())
         scope.setdefault("state", {})["correlation_id"] = correlation_id
+        request_log = begin_request_log(correlation_id)
         started = time.perf_counter()
         status = 500
 
@@ -87,6 +93,10 @@ class RequestObservation:
                 template = getattr(route, "path", "unmatched")
                 metrics.http_requests.labels(template, scope["method"], f"{status // 100}xx").inc()
                 metrics.http_duration.labels(template).observe(time.perf_counter() - started)
+        # Not on an exception: the 500 handler runs outside this middleware (Starlette's
+        # ServerErrorMiddleware) and its log line should still name the request. The next
+        # request in this task starts its own fields anyway.
+        end_request_log(request_log)
 
 
 async def _refresh_codelists(runtime: Runtime, stop: asyncio.Event) -> None:
@@ -123,14 +133,15 @@ def create_app(
             stop = asyncio.Event()
             tasks = [asyncio.create_task(_refresh_codelists(runtime, stop), name="codelists")]
             if run_consumers:
-                projector = Projector(runtime)
-                dispatcher = WebhookDispatcher(runtime, WebhookRepository(runtime.engines))
-                app.state.consumers["projector"] = projector
-                app.state.consumers["webhooks"] = dispatcher
-                runtime.metrics.watch_consumer("projector", projector)
-                runtime.metrics.watch_consumer("webhooks", dispatcher)
-                tasks.append(asyncio.create_task(projector.run(stop), name="projector"))
-                tasks.append(asyncio.create_task(dispatcher.run(stop), name="webhooks"))
+                consumers: dict[ConsumerName, ConsumerService] = {
+                    "projector": Projector(runtime),
+                    "webhooks": WebhookDispatcher(runtime, WebhookRepository(runtime.engines)),
+                    "quarantine": QuarantineIndexer(runtime),
+                }
+                for name, consumer in consumers.items():
+                    app.state.consumers[name] = consumer
+                    runtime.metrics.watch_consumer(name, consumer)
+                    tasks.append(asyncio.create_task(consumer.run(stop), name=name))
             try:
                 yield
             finally:
@@ -160,10 +171,13 @@ def create_app(
         completeness.router,
         catalogue.router,
         state.router,
+        review_api.router,
+        review_pages.router,
         operations.router,
     )
     for router in routers:
         app.include_router(router)
+    review_pages.install(app)
     app.add_middleware(
         RequestObservation,
         metrics_of=lambda: getattr(getattr(app.state, "runtime", None), "metrics", None),

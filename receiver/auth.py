@@ -60,6 +60,9 @@ class Principal:
     client_id: str | None
     scopes: frozenset[str]
     bound_jkt: str | None = None  # cnf.jkt: the DPoP key the token is bound to
+    # Who acts, for review notes and the access log: the person's name (``name``) or subject
+    # (``sub``), else the client.
+    actor: str | None = None
 
 
 def _scopes(claims: dict[str, Any], audience: str) -> frozenset[str]:
@@ -161,7 +164,16 @@ class TokenVerifier:
             client_id=client_id if isinstance(client_id, str) else None,
             scopes=_scopes(claims, self._audience),
             bound_jkt=jkt if isinstance(jkt, str) else None,
+            actor=_actor(claims),
         )
+
+
+def _actor(claims: dict[str, Any]) -> str | None:
+    for name in ("name", "sub", "client_id"):
+        value = claims.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:200]
+    return None
 
 
 class DevIssuer:
@@ -192,6 +204,7 @@ class DevIssuer:
         supplier: str | None = None,
         lifetime_seconds: int = 3600,
         dpop_jkt: str | None = None,
+        subject: str | None = None,
     ) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -207,6 +220,8 @@ class DevIssuer:
         }
         if supplier:
             claims[CLAIM_ORGNR_SUPPLIER] = supplier
+        if subject:
+            claims["sub"] = subject
         if dpop_jkt:
             claims["cnf"] = {"jkt": dpop_jkt}
         header = {"alg": "ES256", "typ": "at+jwt", "kid": self._key.kid}

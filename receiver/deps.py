@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from intake.logs import bind_log_fields
 from intake.runtime import Runtime
 from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.dpop import DpopError, DpopVerifier
@@ -82,6 +83,7 @@ async def get_principal(request: Request) -> Principal:
             )
         except DpopError as exc:
             raise _unauthorized(str(exc), dpop=True) from exc
+    bind_log_fields(unit=principal.unit)
     rate_limit(request, principal)
     return principal
 

@@ -9,6 +9,7 @@ has stored every record of the message.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from eventlog.port import LogUnavailableError, ProduceRecord
+from intake.logs import bind_log_fields
 from intake.runtime import Runtime
 from receiver.auth import Principal
 from receiver.problems import Problem
@@ -27,6 +29,7 @@ from validators.findings import has_errors
 from validators.structure import ExtractedItem
 
 RETRY_AFTER_SECONDS = 5
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ class SubmissionService:
         # The model is part of the scope: the same bytes sent as another type are another message.
         scope = f"{model.key}\x1f{meta.idempotency_key or 'sha256:' + body_sha256}"
         receipt_id = receipt_id_for(principal.unit, scope)
+        bind_log_fields(unit=principal.unit, receipt_id=receipt_id)  # SLASH skips get_principal
         events: dict[int, Event] = {
             item.index: event_for_item(
                 model,
@@ -150,10 +154,11 @@ class SubmissionService:
             assert stored is not None
             return SubmissionResult(stored.as_dict(), replayed=True)
 
-        await self._produce(model, principal, new_receipt, items, events, meta)
+        await self._produce(model, principal, new_receipt, message, items, events, meta)
         await self._rt.receipts.mark_validated(receipt_id, principal.unit)
         self._rt.receipt_changed.notify()
         self._count(model, items)
+        log.info("%s stored: %d items accepted, %d rejected", model.key, len(events), rejected)
         receipt = ReceiptView.preview(new_receipt, stage="validated").as_dict()
         self._rt.metrics.receipts.labels(
             model.message_type, str(model.version), receipt["status"]
@@ -165,6 +170,7 @@ class SubmissionService:
         model: MessageModel,
         principal: Principal,
         receipt: NewReceipt,
+        message: Any,
         items: list[ExtractedItem],
         events: dict[int, Event],
         meta: SubmissionMeta,
@@ -207,6 +213,9 @@ class SubmissionService:
                                 "object_id": item.object_id,
                                 "recorded_time": receipt.received_at,
                                 "item_json": orjson.dumps(item.raw).decode(),
+                                "block_json": orjson.dumps(
+                                    _raw_block(model, message, item)
+                                ).decode(),
                                 "findings": [f.as_dict() for f in item.findings],
                             }
                         ),
@@ -236,6 +245,13 @@ class SubmissionService:
             metrics.items.labels(model.message_type, version, outcome).inc()
             for finding in item.findings:
                 metrics.findings.labels(finding.rule_id, finding.severity).inc()
+
+
+def _raw_block(model: MessageModel, message: Any, item: ExtractedItem) -> dict[str, Any]:
+    """The block an item came in, as sent, without any item list (``/<block>/<list>/<i>``)."""
+    block = message[int(item.path.split("/")[1])]
+    item_lists = {spec.array_field for spec in model.item_specs}
+    return {k: v for k, v in block.items() if k not in item_lists}
 
 
 def _receipt_item(item: ExtractedItem, event: Event | None) -> NewReceiptItem:

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from statestore.engine import StoreEngines
 from statestore.tables import receipt_changes
 
-ChangeKind = Literal["validated", "applied", "integrity"]
+ChangeKind = Literal["validated", "applied", "integrity", "replayed"]
 
 
 class Position(NamedTuple):

@@ -245,3 +245,84 @@ feed_positions = Table(
     Column("txid", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
 )
+
+# --- review of rejected items (quality staff) ----------------------------------------------
+# One row per item the gateway rejected, indexed from the quarantine topic by the quarantine
+# indexer; ``status`` is the review workflow (see statestore/review.py).
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("item_id", String(36), primary_key=True),
+    Column("receipt_id", String(36), nullable=False),
+    Column("item_index", Integer, nullable=False),
+    Column("path", String(200), nullable=False),
+    Column("unit", String(9), nullable=False),
+    Column("vendor", String(200)),
+    Column("software", String(200)),
+    Column("software_version", String(100)),
+    Column("message_type", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("object_id", String(200)),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("received_day", String(10), nullable=False),  # the day in Norway, YYYY-MM-DD
+    Column("item_json", Json, nullable=False),
+    Column("block_json", Json, nullable=False),
+    Column("findings", Json, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("assignee", String(200)),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("replay_event_id", String(36)),
+    Column("replayed_at", UTCDateTime),
+    Index("ix_review_items_received", "received_at"),
+    Index("ix_review_items_unit", "unit", "received_at"),
+    Index("ix_review_items_status", "status", "received_at"),
+    Index("ix_review_items_receipt", "receipt_id", "item_index", unique=True),
+)
+
+# The findings of each review item, one row each, for filtering and statistics by rule.
+review_findings = Table(
+    "review_findings",
+    metadata,
+    Column("item_id", String(36), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("rule_id", String(20), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("path", String(500), nullable=False),
+    PrimaryKeyConstraint("item_id", "position"),
+    ForeignKeyConstraint(["item_id"], ["review_items.item_id"], ondelete="CASCADE"),
+    Index("ix_review_findings_rule", "rule_id", "item_id"),
+)
+
+# What happened to a review item: notes, status and assignee changes, replays (append-only).
+review_history = Table(
+    "review_history",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("item_id", String(36), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # note, status, assignee, replay
+    Column("old_value", String(200)),
+    Column("new_value", String(200)),
+    Column("text", String(4000)),
+    ForeignKeyConstraint(["item_id"], ["review_items.item_id"], ondelete="CASCADE"),
+    Index("ix_review_history_item", "item_id", "seq"),
+)
+
+# Every read of a rejected item and every reveal of a masked identifier (append-only).
+review_access_log = Table(
+    "review_access_log",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(16), nullable=False),  # view, reveal, export, replay
+    Column("item_id", String(36)),
+    Column("path", String(500)),
+    Column("reason", String(500)),
+    Column("item_count", Integer),
+    Column("correlation_id", String(100)),
+    Index("ix_review_access_item", "item_id", "seq"),
+    Index("ix_review_access_at", "at"),
+)

@@ -326,6 +326,7 @@ async def test_operations_endpoints(
         "store": "ok",
         "consumer:projector": "ok",
         "consumer:webhooks": "ok",
+        "consumer:quarantine": "ok",
     }
     receipt = (
         await client.post(URL, json=example_message("invalid/item_errors.json"), headers=auth)

@@ -1,0 +1,1 @@
+"""The review of rejected items: masking, replay and the reviewers' browser session."""

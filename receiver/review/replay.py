@@ -1,0 +1,163 @@
+"""Replay after a fix: re-validate quarantined items with today's catalogue and code lists, show
+which would pass, and publish those as new events.
+
+Each rejected item is re-validated alone, inside a copy of the block it came in (kept in the
+quarantine record), so unit, municipality and other block fields are checked as before. An item
+that now passes becomes an event like any accepted item, except:
+
+* its event id is derived from the review item (``replay:<item id>``), so replaying it twice —
+  or again after a crash between publishing and bookkeeping — yields the same event, which the
+  projector applies once;
+* its recorded time is the replay's time (the register learns of it now), its valid time is
+  the item's own;
+* it carries the header ``replay_of`` = the review item id, and the sender's receipt item is
+  pointed at it (:meth:`statestore.review.ReviewRepository.mark_replayed`), so the sender sees
+  the item turn ``applied`` in the receipt and its feed.
+
+Order: publish first, then record. A crash in between leaves the event applied and the review
+item unresolved; replaying it again publishes the same event (a duplicate, ignored) and records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from eventlog.port import LogUnavailableError, ProduceRecord
+from intake.runtime import Runtime
+from receiver.problems import Problem
+from receiver.submission import RETRY_AFTER_SECONDS
+from schemas.events import Event, event_for_item
+from statestore.review import Replayed, ReviewRepository, ReviewRow
+from validators.engine import ValidationContext
+from validators.findings import has_errors
+
+Verdict = Literal["passes", "fails", "already_replayed", "model_withdrawn"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCheck:
+    row: ReviewRow
+    verdict: Verdict
+    findings: list[dict[str, Any]]  # from re-validation, at the item's original paths
+    event: Event | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.row.item_id,
+            "receipt_id": self.row.receipt_id,
+            "item_index": self.row.item_index,
+            "message_type": self.row.message_type,
+            "version": self.row.version,
+            "unit": self.row.unit,
+            "verdict": self.verdict,
+            "findings": self.findings,
+            "event_id": self.event.event_id if self.event else self.row.replay_event_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    checks: list[ReplayCheck]
+    replayed: list[ReplayCheck]
+
+
+class ReplayService:
+    def __init__(self, runtime: Runtime, review: ReviewRepository) -> None:
+        self._rt = runtime
+        self._review = review
+
+    async def check(self, item_ids: list[str]) -> list[ReplayCheck]:
+        """Re-validate the items with the current catalogue; stores and publishes nothing."""
+        await self._rt.codelists.refresh()  # lists imported a moment ago count
+        ctx = self._rt.validation_context()
+        now = datetime.now(UTC)
+        checks = []
+        for row in await self._review.get_many(item_ids):
+            checks.append(self._check_one(row, ctx, now))
+        return checks
+
+    def _check_one(self, row: ReviewRow, ctx: ValidationContext, now: datetime) -> ReplayCheck:
+        if row.replay_event_id is not None:
+            return ReplayCheck(row, "already_replayed", [])
+        model = self._rt.catalogue.get(row.message_type, row.version)
+        if model is None:
+            return ReplayCheck(row, "model_withdrawn", [])
+        array_field = row.path.split("/")[2]
+        message = [{**row.block, array_field: [row.item]}]
+        alone = f"/0/{array_field}/0"
+        result = self._rt.validators[model.key].validate(message, ctx)
+        findings = [
+            {**f.as_dict(), "path": _moved(f.path, alone, row.path)}
+            for f in [*result.message_findings, *(i for x in result.items for i in x.findings)]
+        ]
+        if has_errors(result.message_findings) or not result.items:
+            return ReplayCheck(row, "fails", findings)
+        item = result.items[0]
+        if item.value is None:
+            return ReplayCheck(row, "fails", findings)
+        item.index = row.item_index
+        item.path = row.path
+        event = event_for_item(
+            model,
+            item,
+            unit=row.unit,
+            receipt_id=row.receipt_id,
+            body_sha256=f"replay:{row.item_id}",
+            recorded_time=now,
+        )
+        return ReplayCheck(row, "passes", findings, event)
+
+    async def replay(self, item_ids: list[str], actor: str, correlation_id: str) -> ReplayResult:
+        """Publish the items that now pass, then record them as replayed."""
+        checks = await self.check(item_ids)
+        passing = [c for c in checks if c.event is not None]
+        records = []
+        for check in passing:
+            event = check.event
+            assert event is not None
+            model = self._rt.catalogue.require(event.message_type, event.version)
+            records.append(
+                ProduceRecord(
+                    self._rt.topics.accepted(event.message_type, event.version),
+                    event.key,
+                    model.event_codec.encode(event.to_avro()),
+                    (
+                        ("event_id", event.event_id.encode()),
+                        ("receipt_id", event.receipt_id.encode()),
+                        ("message_type", event.message_type.encode()),
+                        ("version", str(event.version).encode()),
+                        ("unit", event.unit.encode()),
+                        ("trace_id", correlation_id.encode()),
+                        ("replay_of", check.row.item_id.encode()),
+                    ),
+                )
+            )
+        if records:
+            try:
+                await self._rt.event_log.produce(records)
+            except LogUnavailableError as exc:
+                self._rt.metrics.produce_errors.inc()
+                raise Problem(
+                    503,
+                    "log_unavailable",
+                    "The event log is not available",
+                    "Nothing was replayed; try again in a moment.",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                ) from exc
+            await self._review.mark_replayed(
+                [
+                    Replayed(c.row.item_id, c.event.event_id, c.findings)
+                    for c in passing
+                    if c.event is not None
+                ],
+                actor,
+            )
+            self._rt.receipt_changed.notify()
+        return ReplayResult(checks, passing)
+
+
+def _moved(path: str, alone: str, original: str) -> str:
+    """A finding's path in the one-item message, moved back to where the item was sent."""
+    return original + path[len(alone) :] if path.startswith(alone) else path

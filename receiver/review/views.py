@@ -1,0 +1,324 @@
+"""What reviewers see, shared by the review pages and the review API: the filter read from a
+query, masked summaries and details of rejected items, statistics and CSV.
+
+Nothing here shows an unmasked personal identifier: revealing one is its own logged request.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from fastapi.responses import Response
+
+from intake.runtime import Runtime
+from receiver.problems import Problem, check_day
+from receiver.review.masking import item_prefix, mask, mask_text, personal_fields
+from schemas.catalogue import MessageModel
+from schemas.events import CARE_TIMEZONE
+from statestore.review import SORTS, STATUSES, ReviewFilter, ReviewRow, Statistics, UnitDays
+from validators.rules import load_catalogue as load_rules
+
+LEVELS = ("structure", "identifier", "codelist", "business")
+STATUS_LABELS = {
+    "new": "Ny",
+    "in_review": "Under behandling",
+    "resolved": "Løst",
+    "wont_fix": "Rettes ikke",
+    "awaiting_resubmission": "Venter på ny innsending",
+}
+LEVEL_LABELS = {
+    "structure": "Struktur",
+    "identifier": "Identifikator",
+    "codelist": "Kodeverk",
+    "business": "Forretningsregel",
+    "integrity": "Integritet",
+}
+MAX_PERIOD_DAYS = 366
+SUMMARY_COLUMNS = (
+    "item_id",
+    "received_at",
+    "unit",
+    "vendor",
+    "software",
+    "message_type",
+    "version",
+    "object_id",
+    "status",
+    "assignee",
+    "rule_ids",
+    "receipt_id",
+    "item_index",
+)
+
+
+def read_filter(query: Mapping[str, str]) -> ReviewFilter:
+    """The filter named in a query string; empty fields (from a form) mean no filter."""
+
+    def text(name: str, limit: int = 200) -> str | None:
+        value = query.get(name, "").strip()
+        return value[:limit] or None
+
+    version = text("version")
+    if version is not None and not (version.isdigit() and len(version) <= 4):
+        raise _bad("version", "a whole number")
+    status = text("status")
+    if status is not None and status not in STATUSES:
+        raise _bad("status", "one of " + ", ".join(STATUSES))
+    level = text("level")
+    if level is not None and level not in LEVEL_LABELS:
+        raise _bad("level", "one of " + ", ".join(LEVEL_LABELS))
+    day_from, day_to = _day(query, "from"), _day(query, "to")
+    if day_from and day_to and day_from > day_to:
+        raise _bad("from", "a day before 'to'")
+    return ReviewFilter(
+        unit=text("unit", 9),
+        vendor=text("vendor"),
+        software=text("software"),
+        message_type=text("message_type", 64),
+        version=int(version) if version else None,
+        rule_id=text("rule_id", 20),
+        level=level,
+        status=status,
+        day_from=day_from,
+        day_to=day_to,
+    )
+
+
+def filter_query(flt: ReviewFilter) -> dict[str, str]:
+    """The filter as the query parameters :func:`read_filter` reads."""
+    out = flt.as_query()
+    for ours, theirs in (("day_from", "from"), ("day_to", "to")):
+        if ours in out:
+            out[theirs] = out.pop(ours)
+    return out
+
+
+def period(flt: ReviewFilter, *, default_days: int = 30) -> tuple[ReviewFilter, date, date]:
+    """The filter with its day range completed (default: the last ``default_days`` days), and
+    that range's first and last day."""
+    last = flt.day_to or datetime.now(CARE_TIMEZONE).date()
+    first = flt.day_from or last - timedelta(days=default_days - 1)
+    if (last - first).days >= MAX_PERIOD_DAYS:
+        raise Problem(
+            422,
+            "invalid_period",
+            "Invalid period",
+            f"'from' and 'to' may be at most {MAX_PERIOD_DAYS} days apart.",
+        )
+    return ReviewFilter(**{**_fields(flt), "day_from": first, "day_to": last}), first, last
+
+
+def read_sort(query: Mapping[str, str]) -> tuple[str, bool]:
+    sort = query.get("sort", "received") or "received"
+    if sort not in SORTS:
+        raise _bad("sort", "one of " + ", ".join(SORTS))
+    order = query.get("order", "desc") or "desc"
+    if order not in ("asc", "desc"):
+        raise _bad("order", "asc or desc")
+    return sort, order == "desc"
+
+
+def read_int(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = query.get(name, "") or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise _bad(name, f"a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+# -- items ----------------------------------------------------------------------------------------
+
+
+def summary(row: ReviewRow) -> dict[str, Any]:
+    return {
+        "item_id": row.item_id,
+        "received_at": row.received_at.isoformat(),
+        "unit": row.unit,
+        "vendor": row.vendor,
+        "software": row.software,
+        "software_version": row.software_version,
+        "message_type": row.message_type,
+        "version": row.version,
+        "object_id": mask_text(row.object_id) if row.object_id else None,
+        "status": row.status,
+        "assignee": row.assignee,
+        "rule_ids": row.rule_ids,
+        "levels": sorted({f["level"] for f in row.findings}),
+        "receipt_id": row.receipt_id,
+        "item_index": row.item_index,
+        "replay_event_id": row.replay_event_id,
+    }
+
+
+def detail(runtime: Runtime, row: ReviewRow) -> dict[str, Any]:
+    """The item and its block, masked, with every finding explained and the code lists used."""
+    model = runtime.catalogue.get(row.message_type, row.version)
+    personal = personal_fields(model) if model else frozenset()
+    item = mask(row.item, personal, item_prefix(row.path))
+    block = mask(row.block, personal, ("*",))
+    rules = load_rules()
+    findings = []
+    for f in row.findings:
+        rule = rules.get(f["rule_id"])
+        findings.append(
+            {
+                **f,
+                "message_nb": mask_text(f["message_nb"]),
+                "message_en": mask_text(f["message_en"]),
+                "item_pointer": _relative(f["path"], row.path),
+                "rule_text_nb": rule.message_nb if rule else None,
+                "level_nb": LEVEL_LABELS.get(f["level"], f["level"]),
+            }
+        )
+    return {
+        **summary(row),
+        "path": row.path,
+        "replayed_at": row.replayed_at.isoformat() if row.replayed_at else None,
+        "item": item.value,
+        "masked_paths": list(item.masked_paths),
+        "block": block.value,
+        "findings": findings,
+        "codelists": codelists_used(runtime, model, row.findings),
+    }
+
+
+def codelists_used(
+    runtime: Runtime, model: MessageModel | None, findings: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The model's code lists: the version each finding named, and the versions known now."""
+    named: dict[str, set[str]] = {}
+    for f in findings:
+        if f.get("codelist_version"):
+            label = str(f["codelist_version"])
+            named.setdefault(label.split("@")[0], set()).add(label)
+    ids = sorted({b["codelist"] for b in (model.codelist_bindings if model else ())} | set(named))
+    out = []
+    for codelist_id in ids:
+        known = runtime.codelists.registry.get(codelist_id)
+        out.append(
+            {
+                "codelist": codelist_id,
+                "used_in_findings": sorted(named.get(codelist_id, ())),
+                "versions_now": [v.isoformat() for v in known.versions] if known else [],
+                "sample": known.sample if known else None,
+            }
+        )
+    return out
+
+
+def _relative(finding_path: str, item_path: str) -> str | None:
+    """A finding's path inside the item (``""`` for the item itself), None when outside it."""
+    if finding_path == item_path:
+        return ""
+    if finding_path.startswith(item_path + "/"):
+        return finding_path[len(item_path) :]
+    return None
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+
+def statistics_view(stats: Statistics) -> dict[str, Any]:
+    return {
+        "days": stats.days,
+        "rejected_by_day": [{"day": d, "rejected": stats.by_day.get(d, 0)} for d in stats.days],
+        "received_by_day": [
+            {"day": d, "items": stats.received_by_day.get(d, 0)} for d in stats.days
+        ],
+        "by_rule": [
+            {
+                "rule_id": rule,
+                "total": sum(per_day.values()),
+                "by_day": [per_day.get(d, 0) for d in stats.days],
+            }
+            for rule, per_day in sorted(
+                stats.by_day_rule.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])
+            )
+        ],
+        "by_unit": [{"unit": u, "rejected": n} for u, n in stats.by_unit],
+        "by_vendor": [{"vendor": v or None, "rejected": n} for v, n in stats.by_vendor],
+        "top_rules": [{"rule_id": r, "rejected": n} for r, n in stats.top_rules],
+    }
+
+
+def completeness_view(units: Sequence[UnitDays], days: Sequence[str]) -> dict[str, Any]:
+    return {
+        "days": list(days),
+        "units": [
+            {
+                "unit": u.unit,
+                "messages": [u.messages_by_day.get(d, 0) for d in days],
+                "silent_days": [d for d in days if not u.messages_by_day.get(d)],
+                "last_delivery": u.last_delivery,
+            }
+            for u in units
+        ],
+    }
+
+
+def day_list(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+# -- CSV ------------------------------------------------------------------------------------------
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        value = " ".join(str(v) for v in value)
+    text = str(value)
+    # A cell a spreadsheet would run as a formula is written as text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def summary_rows(rows: Iterable[ReviewRow]) -> Iterable[list[Any]]:
+    for row in rows:
+        s = summary(row)
+        yield [s[c] for c in SUMMARY_COLUMNS]
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _day(query: Mapping[str, str], name: str) -> date | None:
+    raw = query.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise _bad(name, "a date (YYYY-MM-DD)") from None
+    check_day(day, name)
+    return day
+
+
+def _bad(name: str, expected: str) -> Problem:
+    return Problem(422, "invalid_query", "Invalid query parameter", f"'{name}' must be {expected}.")
+
+
+def _fields(flt: ReviewFilter) -> dict[str, Any]:
+    return {name: getattr(flt, name) for name in flt.__slots__}
+
+
+@cache
+def rule_ids() -> list[str]:
+    return sorted(load_rules())

@@ -1,0 +1,519 @@
+"""Review pages for quality staff (Norwegian, server-rendered with Jinja2, usable without
+JavaScript): rejected items, item detail, workflow, replay, statistics, completeness, access log.
+
+They share the review API's repository, views and replay service; forms post back here and
+redirect (post/redirect/get), except a reveal, whose value is shown once and never put in a URL.
+Sign-in (``/review/login``) turns an access token with the ``intake:review`` scope into the
+session cookie described in :mod:`receiver.review.session`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from receiver.deps import RuntimeDep
+from receiver.problems import Problem
+from receiver.review import render, views
+from receiver.review.masking import resolve
+from receiver.review.replay import ReplayService
+from receiver.review.session import (
+    COOKIE,
+    SCOPE,
+    NotSignedIn,
+    Reviewer,
+    ReviewerDep,
+    principal_from_token,
+)
+from receiver.routes.review_api import (
+    MAX_BULK,
+    ReviewDep,
+    correlation_id,
+    load_item,
+    replay_summary,
+    reveal_value,
+)
+from schemas.events import CARE_TIMEZONE
+from statestore.review import STATUSES, ReviewFilter, ReviewRepository
+
+router = APIRouter(prefix="/review", include_in_schema=False)
+templates = Jinja2Templates(directory=str(resources.files("receiver") / "templates"))
+templates.env.globals.update(
+    STATUS_LABELS=views.STATUS_LABELS,
+    LEVEL_LABELS=views.LEVEL_LABELS,
+    STATUSES=STATUSES,
+    LEVELS=views.LEVELS,
+)
+
+
+def _when(instant: datetime | str) -> str:
+    """An instant as people in Norway read it: 23.11.2026 14:05."""
+    if isinstance(instant, str):
+        instant = datetime.fromisoformat(instant)
+    return instant.astimezone(CARE_TIMEZONE).strftime("%d.%m.%Y %H:%M")
+
+
+def _link(path: str, query: Mapping[str, str], **extra: Any) -> str:
+    """``path`` with the current filter and ``extra`` (which wins) as its query."""
+    merged = {**query, **{k: str(v) for k, v in extra.items()}}
+    return f"{path}?{urlencode(merged)}" if merged else path
+
+
+templates.env.filters["when"] = _when
+templates.env.globals["link"] = _link
+MAX_REPLAY = 2000
+
+
+def install(app: FastAPI) -> None:
+    """Static files, and Problems on pages answered as pages (sign-in redirects)."""
+    app.mount(
+        "/review/static",
+        StaticFiles(directory=str(resources.files("receiver") / "static")),
+        name="review-static",
+    )
+    answer_api = app.exception_handlers[Problem]
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        if not request.url.path.startswith("/review/") and request.url.path != "/review":
+            answer = answer_api(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        if isinstance(exc, NotSignedIn):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/review/login?{urlencode({'next': target})}", status_code=303)
+        return templates.TemplateResponse(
+            request,
+            "review/error.html",
+            {"problem": exc, "reviewer": None},
+            status_code=exc.status,
+            headers=exc.headers,
+        )
+
+    app.add_exception_handler(Problem, on_problem)
+
+
+def page(
+    request: Request, name: str, reviewer: Reviewer | None, context: Mapping[str, Any]
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, f"review/{name}", {"reviewer": reviewer, **context}
+    )
+    # Pages hold personal data: never cached, never framed.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
+    )
+    return response
+
+
+# -- sign-in ------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/review/items") -> HTMLResponse:
+    return page(request, "login.html", None, {"next": _local(next), "error": None})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    token = str(form.get("token", "")).strip()
+    target = _local(str(form.get("next", "/review/items")))
+    error = None
+    try:
+        principal = await principal_from_token(request, token) if token else None
+    except NotSignedIn:
+        principal = None
+    if principal is None:
+        error = "Tilgangsbeviset er ugyldig eller utløpt."
+    elif SCOPE not in principal.scopes:
+        error = "Tilgangsbeviset mangler tilgangen intake:review."
+    if error:
+        response: Response = page(request, "login.html", None, {"next": target, "error": error})
+        response.status_code = 401
+        return response
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(reviewer: ReviewerDep) -> Response:
+    response = RedirectResponse("/review/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("")
+async def home() -> Response:
+    return RedirectResponse("/review/items", status_code=303)
+
+
+# -- items --------------------------------------------------------------------------------------
+
+
+@router.get("/items")
+async def items(
+    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
+) -> HTMLResponse:
+    query = dict(request.query_params)
+    flt = views.read_filter(query)
+    sort, descending = views.read_sort(query)
+    found = await review.search(
+        flt,
+        sort=sort,
+        descending=descending,
+        page=views.read_int(query, "page", 1, 1_000_000),
+        page_size=views.read_int(query, "page_size", 50, 500),
+    )
+    return page(
+        request,
+        "items.html",
+        reviewer,
+        {
+            **await _filter_context(review, runtime, flt),
+            "page": found,
+            "rows": [views.summary(r) for r in found.rows],
+            "sort": sort,
+            "descending": descending,
+            "notice": query.get("notice"),
+        },
+    )
+
+
+@router.post("/bulk")
+async def bulk(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> Response:
+    form = await request.form()
+    flt = views.read_filter(_form_filter(form))
+    if form.get("scope") == "filter":
+        ids = await review.ids(flt, MAX_BULK)
+    else:
+        ids = [str(v) for v in form.getlist("item_ids")][:MAX_BULK]
+    status = str(form.get("status", "")) or None
+    if status is not None and status not in STATUSES:
+        raise Problem(422, "invalid_status", "Unknown status", f"{status!r} is not a status.")
+    assignee = str(form.get("assignee", "")).strip()[:200] or None
+    note = str(form.get("note", "")).strip()[:4000] or None
+    changed = 0
+    if ids and (status or assignee or note):
+        changed = await review.change(
+            ids,
+            reviewer.name,
+            status=status,
+            assignee=assignee,
+            note=note,
+        )
+    notice = f"{changed} elementer oppdatert."
+    return RedirectResponse(_items_url(flt, notice=notice), status_code=303)
+
+
+@router.get("/items/{item_id}")
+async def item(
+    item_id: str,
+    request: Request,
+    reviewer: ReviewerDep,
+    review: ReviewDep,
+    runtime: RuntimeDep,
+) -> HTMLResponse:
+    return await _item_page(request, reviewer, review, runtime, item_id, revealed={})
+
+
+@router.post("/items/{item_id}/status")
+async def change_status(
+    item_id: str, request: Request, reviewer: ReviewerDep, review: ReviewDep
+) -> Response:
+    form = await request.form()
+    await load_item(review, item_id)
+    status = str(form.get("status", ""))
+    if status not in STATUSES:
+        raise Problem(422, "invalid_status", "Unknown status", f"{status!r} is not a status.")
+    await review.change(
+        [item_id],
+        reviewer.name,
+        status=status,
+        assignee=str(form.get("assignee", "")).strip()[:200],
+    )
+    return RedirectResponse(f"/review/items/{item_id}#workflow", status_code=303)
+
+
+@router.post("/items/{item_id}/notes")
+async def add_note(
+    item_id: str, request: Request, reviewer: ReviewerDep, review: ReviewDep
+) -> Response:
+    form = await request.form()
+    await load_item(review, item_id)
+    text = str(form.get("text", "")).strip()[:4000]
+    if text:
+        await review.change([item_id], reviewer.name, note=text)
+    return RedirectResponse(f"/review/items/{item_id}#history", status_code=303)
+
+
+@router.post("/items/{item_id}/reveal")
+async def reveal(
+    item_id: str,
+    request: Request,
+    reviewer: ReviewerDep,
+    review: ReviewDep,
+    runtime: RuntimeDep,
+) -> HTMLResponse:
+    form = await request.form()
+    row = await load_item(review, item_id)
+    pointer = str(form.get("path", ""))[:500]
+    reason = str(form.get("reason", "")).strip()[:500]
+    if len(reason) < 3:
+        raise Problem(
+            422, "reason_required", "Begrunnelse mangler", "Skriv hvorfor du må se verdien."
+        )
+    value = reveal_value(row, "item", pointer)
+    await review.log_access(
+        reviewer.name,
+        "reveal",
+        item_ids=[item_id],
+        path=f"item:{pointer}",
+        reason=reason,
+        correlation_id=correlation_id(request),
+    )
+    return await _item_page(request, reviewer, review, runtime, item_id, revealed={pointer: value})
+
+
+async def _item_page(
+    request: Request,
+    reviewer: Reviewer,
+    review: ReviewRepository,
+    runtime: Any,
+    item_id: str,
+    *,
+    revealed: dict[str, Any],
+) -> HTMLResponse:
+    row = await load_item(review, item_id)
+    await review.log_access(
+        reviewer.name, "view", item_ids=[item_id], correlation_id=correlation_id(request)
+    )
+    detail = views.detail(runtime, row)
+    offending = {
+        _nearest(row.item, f["item_pointer"])
+        for f in detail["findings"]
+        if f["item_pointer"] is not None
+    }
+    receipt = await runtime.receipts.get(row.receipt_id)
+    return page(
+        request,
+        "item.html",
+        reviewer,
+        {
+            "item": detail,
+            "item_html": render.json_html(
+                detail["item"],
+                offending=offending,
+                masked=detail["masked_paths"],
+                revealed=revealed,
+            ),
+            "block_html": render.json_html(detail["block"], offending=(), masked=()),
+            "revealed": revealed,
+            "receipt": receipt,
+            "history": await review.history(item_id),
+            "unit_recent": [
+                views.summary(r) for r in await review.recent_for_unit(row.unit, exclude=item_id)
+            ],
+            "access": await review.access_log(item_id=item_id, limit=20),
+            "assignees": await review.assignees(),
+        },
+    )
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+@router.get("/replay")
+async def replay_preview(
+    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
+) -> HTMLResponse:
+    flt = views.read_filter(dict(request.query_params))
+    ids = await review.ids(flt, MAX_REPLAY)
+    checks = await ReplayService(runtime, review).check(ids)
+    return page(
+        request,
+        "replay.html",
+        reviewer,
+        {
+            **await _filter_context(review, runtime, flt),
+            "summary": replay_summary(checks),
+            "checks": checks,
+            "result": None,
+        },
+    )
+
+
+@router.post("/replay")
+async def replay_run(
+    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
+) -> HTMLResponse:
+    form = await request.form()
+    flt = views.read_filter(_form_filter(form))
+    ids = await review.ids(flt, MAX_REPLAY)
+    result = await ReplayService(runtime, review).replay(
+        ids, reviewer.name, correlation_id(request)
+    )
+    await review.log_access(
+        reviewer.name,
+        "replay",
+        item_ids=[c.row.item_id for c in result.replayed] or [None],
+        item_count=len(result.replayed),
+        correlation_id=correlation_id(request),
+    )
+    return page(
+        request,
+        "replay.html",
+        reviewer,
+        {
+            **await _filter_context(review, runtime, flt),
+            "summary": replay_summary(result.checks),
+            "checks": result.checks,
+            "result": result,
+        },
+    )
+
+
+# -- statistics, completeness, access log -----------------------------------------------------
+
+
+@router.get("/stats")
+async def stats(
+    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
+) -> HTMLResponse:
+    flt, _, _ = views.period(views.read_filter(dict(request.query_params)))
+    body = views.statistics_view(await review.statistics(flt))
+    top = body["by_rule"][:7]
+    rest = body["by_rule"][7:]
+    series = [(r["rule_id"], r["by_day"]) for r in top]
+    if rest:
+        series.append(
+            ("Andre", [sum(r["by_day"][i] for r in rest) for i in range(len(body["days"]))])
+        )
+    shares = []
+    for rejected, received in zip(body["rejected_by_day"], body["received_by_day"], strict=True):
+        share = rejected["rejected"] / received["items"] if received["items"] else None
+        shares.append({**rejected, "items": received["items"], "share": share})
+    return page(
+        request,
+        "stats.html",
+        reviewer,
+        {
+            **await _filter_context(review, runtime, flt),
+            "stats": body,
+            "trend": shares,
+            "chart_days": render.stacked_days(
+                body["days"],
+                series,
+                title="Avviste elementer per dag og regel",
+                chart_id="chart-by-day",
+            ),
+            "chart_units": render.bar_chart(
+                [(r["unit"], r["rejected"]) for r in body["by_unit"][:15]],
+                title="Avviste elementer per enhet",
+                chart_id="chart-by-unit",
+            ),
+            "chart_vendors": render.bar_chart(
+                [(r["vendor"] or "(ukjent)", r["rejected"]) for r in body["by_vendor"][:15]],
+                title="Avviste elementer per leverandør",
+                chart_id="chart-by-vendor",
+            ),
+            "chart_rules": render.bar_chart(
+                [(r["rule_id"], r["rejected"]) for r in body["top_rules"]],
+                title="De vanligste reglene",
+                chart_id="chart-top-rules",
+            ),
+        },
+    )
+
+
+@router.get("/completeness")
+async def completeness(
+    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
+) -> HTMLResponse:
+    flt, first, last = views.period(views.read_filter(dict(request.query_params)), default_days=14)
+    days = views.day_list(first, last)
+    body = views.completeness_view(await review.completeness(first, last), days)
+    return page(
+        request,
+        "completeness.html",
+        reviewer,
+        {**await _filter_context(review, runtime, flt), "completeness": body},
+    )
+
+
+@router.get("/access-log")
+async def access_log(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> HTMLResponse:
+    item_id = request.query_params.get("item_id") or None
+    return page(
+        request,
+        "access_log.html",
+        reviewer,
+        {"entries": await review.access_log(item_id=item_id, limit=500), "item_id": item_id},
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+async def _filter_context(
+    review: ReviewRepository, runtime: Any, flt: ReviewFilter
+) -> dict[str, Any]:
+    query = views.filter_query(flt)
+    return {
+        "filter": flt,
+        "query": query,
+        "query_string": urlencode(query),
+        "message_types": sorted({m.message_type for m in runtime.catalogue}),
+        "rule_ids": views.rule_ids(),
+        "now": datetime.now(UTC),
+    }
+
+
+FILTER_FIELDS = (
+    "unit", "vendor", "software", "message_type", "version", "rule_id", "level", "status", "from",
+    "to",
+)  # fmt: skip
+
+
+def _form_filter(form: FormData) -> dict[str, str]:
+    """The filter a form carried along in hidden fields (same names as the query)."""
+    return {name: str(form.get(name, "")) for name in FILTER_FIELDS}
+
+
+def _items_url(flt: ReviewFilter, **extra: str) -> str:
+    return "/review/items?" + urlencode({**views.filter_query(flt), **extra})
+
+
+def _local(target: str) -> str:
+    """Only redirect within the review pages (no open redirect)."""
+    return target if target.startswith("/review") and "//" not in target else "/review/items"
+
+
+def _nearest(value: Any, pointer: str) -> str:
+    """The pointer, or its nearest ancestor that exists (a missing field marks its object)."""
+    while pointer:
+        try:
+            resolve(value, pointer)
+            return pointer
+        except KeyError:
+            pointer = pointer.rsplit("/", 1)[0]
+    return pointer
