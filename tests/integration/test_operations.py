@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from intake.metrics import CATALOGUE, MetricSpec
 from tests.conftest import UNIT, require_service
 from tests.integration.helpers import example_message, wait_for_status
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -185,12 +185,6 @@ async def test_every_catalogued_metric_is_exposed_after_a_small_workload(
 # --- a real Prometheus ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _wait_until(
     http: httpx.AsyncClient, url: str, process: subprocess.Popen[bytes], log: Path
 ) -> None:
@@ -252,7 +246,7 @@ async def test_prometheus_scrapes_a_running_gateway_and_evaluates_our_rules(
 ) -> None:
     prometheus = require_service("INTAKE_TEST_PROMETHEUS", "Prometheus")
     data_dir = tmp_path / "data"
-    gateway_port, prometheus_port = _free_port(), _free_port()
+    gateway_port, prometheus_port = free_port(), free_port()
     gateway = f"http://127.0.0.1:{gateway_port}"
     base = f"http://127.0.0.1:{prometheus_port}"
     config = tmp_path / "prometheus.yml"

@@ -5,12 +5,8 @@ started again on the same data dir; the client retries what got no 202 with the 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,77 +14,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import UNIT
 from tests.integration.helpers import appointment
+from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
 
-INTAKE = str(Path(sys.executable).parent / "intake")
 MESSAGES = 60
 OBJECTS = 12
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, data_dir: Path, port: int, log_path: Path) -> None:
-        self.data_dir = data_dir
-        self.port = port
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self.extra_env: dict[str, str] = {}
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
-        env.update(self.extra_env)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [INTAKE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        async with httpx.AsyncClient() as client:
-            for _ in range(300):
-                if self.process.poll() is not None:
-                    raise AssertionError(f"server died:\n{self.log_path.read_text()[-3000:]}")
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"server never became ready:\n{self.log_path.read_text()[-3000:]}")
-
-    async def stop(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        await asyncio.to_thread(self.process.wait, 30)
-
-    def token(self) -> str:
-        return subprocess.run(
-            [INTAKE, "dev-token", "--orgnr", UNIT, "--data-dir", str(self.data_dir)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data", _free_port(), tmp_path / "server.log")
+    srv = Server(tmp_path / "data", free_port(), tmp_path / "server.log")
     yield srv
-    if srv.process is not None and srv.process.poll() is None:
-        srv.process.kill()
-        srv.process.wait()
+    srv.kill()
 
 
 async def _send_until_accepted(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import UNIT
-from tests.integration.test_restart import Server, _free_port
+from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 @pytest.fixture
 def fuzzed_server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path / "data", _free_port(), tmp_path / "server.log")
+    server = Server(tmp_path / "data", free_port(), tmp_path / "server.log")
     server.extra_env = {
         "INTAKE_RATE_LIMIT_PER_MINUTE": "1000000",  # measure robustness, not the limiter
         "INTAKE_FEED_MAX_WAIT_SECONDS": "0.2",  # long-polls would only slow the run down

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from receiver.app import create_app
 from receiver.auth import DevIssuer
 from tests.conftest import UNIT, running_app
 from tests.integration.helpers import appointment, wait_for_status
+from tests.servers import free_port
 
 SECRET = "s3cret-for-tests-0123456789-abcdefghij"
 
@@ -50,16 +50,10 @@ class Receiver:
         return Response(status_code=status)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     hook = Receiver()
-    port = _free_port()
+    port = free_port()
     app = Starlette(routes=[Route("/hook", hook.handle, methods=["POST"])])
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
