@@ -4,8 +4,9 @@
 #
 #   deploy/with-services.sh .venv/bin/pytest
 #
-# Exports INTAKE_TEST_KAFKA_BOOTSTRAP, INTAKE_TEST_POSTGRES_URL and INTAKE_TEST_PROMETHEUS (the
-# server binary; installed with Debian's package when missing) for the tests. A service that
+# Exports INTAKE_TEST_KAFKA_BOOTSTRAP, INTAKE_TEST_POSTGRES_URL, INTAKE_TEST_PROMETHEUS (the
+# server binary) and INTAKE_TEST_CHROMIUM (the browser; both installed with Debian's packages when
+# missing) for the tests. A service that
 # cannot start fails the run when INTAKE_REQUIRE_SERVICES=1 (CI); otherwise it is reported and
 # the tests that need it skip. INTAKE_SKIP_SERVICES=1 starts nothing (quick local runs).
 set -euo pipefail
@@ -47,6 +48,12 @@ if [[ "${INTAKE_SKIP_SERVICES:-}" != 1 ]]; then
     echo "with-services: Prometheus at $prometheus" >&2
   else
     unavailable "Prometheus"
+  fi
+  if "$HERE/browser/chromium.sh" install && chromium="$("$HERE/browser/chromium.sh" path)"; then
+    export INTAKE_TEST_CHROMIUM="$chromium"
+    echo "with-services: Chromium at $chromium" >&2
+  else
+    unavailable "Chromium"
   fi
 fi
 

@@ -98,7 +98,8 @@ def auth(token: str) -> dict[str, str]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say plainly how many tests ran against the real services, and how many skipped."""
     lines = []
-    for marker, service in (("kafka", "Apache Kafka"), ("postgres", "PostgreSQL")):
+    services = (("kafka", "Apache Kafka"), ("postgres", "PostgreSQL"), ("browser", "Chromium"))
+    for marker, service in services:
         counts: dict[str, int] = {}
         for outcome in ("passed", "failed", "skipped", "error"):
             for report in terminalreporter.stats.get(outcome, []):

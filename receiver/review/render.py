@@ -71,7 +71,7 @@ def json_html(
             line(depth, pointer, f"{label}{scalar(node, pointer)}{comma}")
 
     walk(value, 0, "", "", "")
-    return Markup("\n".join(lines))  # noqa: S704 - every piece of text was escaped above
+    return Markup("".join(lines))  # noqa: S704 - every piece of text was escaped above
 
 
 def bar_chart(

@@ -207,11 +207,12 @@ async def bulk(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> Re
         ids = await review.ids(flt, MAX_BULK)
     else:
         ids = [str(v) for v in form.getlist("item_ids")][:MAX_BULK]
-    status = str(form.get("status", "")) or None
+    # The action's fields are named set_*: the form also carries the filter (status, ...).
+    status = str(form.get("set_status", "")) or None
     if status is not None and status not in STATUSES:
         raise Problem(422, "invalid_status", "Unknown status", f"{status!r} is not a status.")
-    assignee = str(form.get("assignee", "")).strip()[:200] or None
-    note = str(form.get("note", "")).strip()[:4000] or None
+    assignee = str(form.get("set_assignee", "")).strip()[:200] or None
+    note = str(form.get("set_note", "")).strip()[:4000] or None
     changed = 0
     if ids and (status or assignee or note):
         changed = await review.change(
@@ -411,7 +412,7 @@ async def stats(
     shares = []
     for rejected, received in zip(body["rejected_by_day"], body["received_by_day"], strict=True):
         share = rejected["rejected"] / received["items"] if received["items"] else None
-        shares.append({**rejected, "items": received["items"], "share": share})
+        shares.append({**rejected, "received": received["items"], "share": share})
     return page(
         request,
         "stats.html",
@@ -426,20 +427,33 @@ async def stats(
                 title="Avviste elementer per dag og regel",
                 chart_id="chart-by-day",
             ),
+            "chart_trend": render.stacked_days(
+                body["days"],
+                [
+                    ("Avviste", [t["rejected"] for t in shares]),
+                    ("Godtatte", [max(0, t["received"] - t["rejected"]) for t in shares]),
+                ],
+                title="Mottatte elementer per dag: avviste og godtatte",
+                chart_id="chart-trend",
+                height=160,
+            ),
             "chart_units": render.bar_chart(
                 [(r["unit"], r["rejected"]) for r in body["by_unit"][:15]],
                 title="Avviste elementer per enhet",
                 chart_id="chart-by-unit",
+                width=380,
             ),
             "chart_vendors": render.bar_chart(
                 [(r["vendor"] or "(ukjent)", r["rejected"]) for r in body["by_vendor"][:15]],
                 title="Avviste elementer per leverandør",
                 chart_id="chart-by-vendor",
+                width=380,
             ),
             "chart_rules": render.bar_chart(
                 [(r["rule_id"], r["rejected"]) for r in body["top_rules"]],
                 title="De vanligste reglene",
                 chart_id="chart-top-rules",
+                width=380,
             ),
         },
     )
