@@ -398,5 +398,87 @@ def migrate(data_dir: DataDir = None) -> None:
     err.print("store schema is up to date")
 
 
+@app.command()
+def replay(
+    unit: Annotated[str | None, typer.Option(help="Reporting unit (organisation number).")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Vendor, as sent in x-vendor-name.")] = None,
+    message_type: Annotated[str | None, typer.Option(help="e.g. HST_Avtale.")] = None,
+    version: Annotated[int | None, typer.Option(help="Model version.")] = None,
+    rule_id: Annotated[str | None, typer.Option(help="Items with a finding of this rule.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Review status, e.g. new or awaiting_resubmission.")
+    ] = None,
+    day_from: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
+    day_to: Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD).")] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Publish the items that pass (default: only show).")
+    ] = False,
+    actor: Annotated[
+        str, typer.Option(help="Who replays, for the review history and access log.")
+    ] = "cli",
+    limit: Annotated[int, typer.Option(help="At most this many items.")] = 2000,
+    data_dir: DataDir = None,
+) -> None:
+    """Re-validate quarantined items with today's rules and code lists; with --apply, publish
+    those that now pass (their senders' receipts are updated)."""
+    from rich.table import Table
+
+    from intake.runtime import open_runtime
+    from receiver.problems import Problem
+    from receiver.review.replay import ReplayService
+    from receiver.review.views import read_filter
+    from statestore.review import ReviewRepository
+
+    query = {
+        "unit": unit,
+        "vendor": vendor,
+        "message_type": message_type,
+        "version": str(version) if version is not None else None,
+        "rule_id": rule_id,
+        "status": status,
+        "from": day_from,
+        "to": day_to,
+    }
+    try:
+        flt = read_filter({k: v for k, v in query.items() if v is not None})
+    except Problem as problem:
+        err.print(f"[red]{problem.detail}[/]")
+        raise typer.Exit(2) from None
+    settings = _settings(data_dir)
+
+    async def run() -> list[tuple[str, str, str, str]]:
+        async with open_runtime(settings) as runtime:
+            review = ReviewRepository(runtime.engines)
+            service = ReplayService(runtime, review)
+            ids = await review.ids(flt, limit)
+            if apply:
+                result = await service.replay(ids, f"cli:{actor}", "cli-replay")
+                checks = result.checks
+                await review.log_access(
+                    f"cli:{actor}",
+                    "replay",
+                    item_ids=[c.row.item_id for c in result.replayed] or [None],
+                    item_count=len(result.replayed),
+                )
+            else:
+                checks = await service.check(ids)
+            return [
+                (c.row.item_id, c.row.message_type, c.verdict, " ".join(
+                    sorted({f["rule_id"] for f in c.findings})))
+                for c in checks
+            ]  # fmt: skip
+
+    rows = asyncio.run(run())
+    table = Table("item", "message type", "verdict", "findings now")
+    for row in rows:
+        table.add_row(*row)
+    _wide_console().print(table)
+    counts: dict[str, int] = {}
+    for _, _, verdict, _ in rows:
+        counts[verdict] = counts.get(verdict, 0) + 1
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "no items"
+    err.print(f"{'published' if apply else 'would publish'}: {counts.get('passes', 0)} ({summary})")
+
+
 def main() -> None:
     app()

@@ -14,8 +14,11 @@ from eventlog.kafka import KafkaEventLog
 from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
+from statestore.codelists import CodeListRepository
 from tests.conftest import UNIT, fresh_postgres_database, require_service, running_app
 from tests.integration.helpers import appointment, example_message, wait_for_status
+from tests.integration.test_review import rejected_message, wait_for_items
+from validators.codelists import parse_tsv
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -99,3 +102,36 @@ async def test_retries_and_updates_on_the_production_adapters(
     state = await runtime.state.get_object(UNIT, "HST_Avtale", "P-1")
     assert state is not None
     assert (state.state["oppmoteStatus"], state.event_count) == (4, 2)
+
+
+async def test_review_and_replay_on_the_production_adapters(
+    production_client: httpx.AsyncClient,
+    production_auth: dict[str, str],
+    production_settings: Settings,
+) -> None:
+    """Rejected items travel through the Kafka quarantine topic into the PostgreSQL review
+    index; a replay after a code-list fix goes back through Kafka to the projector."""
+    issuer = DevIssuer.load_or_create(production_settings)
+    reviewer = {"Authorization": "Bearer " + issuer.mint(UNIT, scopes=["intake:review"])}
+    response = await production_client.post(
+        URL, json=rejected_message("PR-1"), headers=production_auth
+    )
+    receipt = response.json()
+    await wait_for_items(production_client, reviewer, 1)
+
+    runtime = production_client._transport.app.state.runtime  # type: ignore[attr-defined]
+    corrected = (
+        "code\tdisplay\tactive\teffective\nPQ\tPlanlagt\t1\t2020-01-01\nNY\tNy\t1\t2024-01-01\n"
+    )
+    await CodeListRepository(runtime.engines).save(
+        parse_tsv(corrected, codelist_id="hst-konsultasjonstype", title="KPR konsultasjonstype",
+                  sample=False, source="test")
+    )  # fmt: skip
+    done = await production_client.post(
+        "/v1/review/replay", json={"filter": {"rule_id": "KOD-001"}}, headers=reviewer
+    )
+    assert len(done.json()["replayed"]) == 1, done.text
+    final = await wait_for_status(
+        production_client, receipt["receipt_id"], production_auth, {"applied"}
+    )
+    assert [i["status"] for i in final["items"]] == ["applied", "applied"]

@@ -291,3 +291,42 @@ async def test_statistics_completeness_and_csv(
         "/v1/review/stats", params={"from": "2020-01-01", "to": "2024-01-01"}, headers=reviewer
     )
     assert too_long.status_code == 422
+
+
+async def test_replay_from_the_command_line(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    issuer: DevIssuer,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    reviewer = review_auth(issuer)
+    receipt = await submit(client, auth, rejected_message("CLI-1"))
+    await wait_for_items(client, reviewer, 1)
+    common = ["replay", "--rule-id", "KOD-001", "--data-dir", str(settings.data_dir)]
+
+    shown = await asyncio.to_thread(runner.invoke, app, common)
+    assert shown.exit_code == 0, shown.output
+    assert "fails" in shown.output
+    refused = await asyncio.to_thread(runner.invoke, app, [*common, "--status", "open"])
+    assert refused.exit_code == 2
+
+    tsv = tmp_path / "konsultasjonstype.tsv"
+    tsv.write_text("code\tdisplay\tactive\teffective\nNY\tNy\t1\t2024-01-01\n", encoding="utf-8")
+    imported = await asyncio.to_thread(
+        runner.invoke,
+        app,
+        ["codelists", "import", str(tsv), "--id", "hst-konsultasjonstype",
+         "--title", "KPR konsultasjonstype", "--data-dir", str(settings.data_dir)],
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    applied = await asyncio.to_thread(
+        runner.invoke, app, [*common, "--apply", "--actor", "nattjobb"]
+    )
+    assert applied.exit_code == 0, applied.output
+    assert "passes" in applied.output
+
+    updated = await wait_for_status(client, receipt["receipt_id"], auth, {"applied"})
+    assert updated["counts"]["rejected"] == 0
+    log = (await client.get("/v1/review/access-log", headers=reviewer)).json()["entries"]
+    assert (log[0]["action"], log[0]["actor"]) == ("replay", "cli:nattjobb")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UNIT
 from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.slow
@@ -28,34 +27,14 @@ def fuzzed_server(tmp_path: Path) -> Iterator[Server]:
         "INTAKE_FEED_MAX_WAIT_SECONDS": "0.2",  # long-polls would only slow the run down
     }
     yield server
-    if server.process is not None and server.process.poll() is None:
-        server.process.kill()
-        server.process.wait()
+    server.kill()
 
 
 async def test_no_generated_request_gets_a_server_error(
     fuzzed_server: Server, tmp_path: Path
 ) -> None:
     await fuzzed_server.start()
-    token = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "intake"),
-            "dev-token",
-            "--orgnr",
-            UNIT,
-            "--scope",
-            "intake:report",
-            "--scope",
-            "intake:state",
-            "--scope",
-            "intake:admin",
-            "--data-dir",
-            str(fuzzed_server.data_dir),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    token = fuzzed_server.token("intake:report", "intake:state", "intake:admin", "intake:review")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
     result = subprocess.run(
         [
