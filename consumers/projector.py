@@ -19,7 +19,6 @@ What happens to trouble:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -31,7 +30,6 @@ from consumers.fold import FOLDS
 from consumers.service import StoreConsumer
 from eventlog.port import (
     ConsumedRecord,
-    LogConsumer,
     LogUnavailableError,
     ProduceRecord,
     TopicPartition,
@@ -44,7 +42,6 @@ from statestore.projection import ApplyResult, SourcedEvent
 log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "projector"
-LAG_INTERVAL_SECONDS = 5.0
 
 
 class TooManyPoisonRecordsError(RuntimeError):
@@ -85,35 +82,29 @@ class Projector(StoreConsumer):
         self._guard = guard or PoisonGuard()
         # One fold per message type (state is kept per type); an unknown x-fold fails here.
         self._folds = {m.message_type: FOLDS[m.fold] for m in runtime.catalogue}
+        self._committed: tuple[list[SourcedEvent], ApplyResult] | None = None  # last batch
 
     def topics(self) -> list[str]:
         return self._rt.accepted_topics()
 
-    async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
-        settings = self._rt.settings
-        positions = dict(await self._rt.state.load_offsets(CONSUMER_NAME))
-        lag_reported = 0.0
-        while not stop.is_set():
-            if time.monotonic() - lag_reported >= LAG_INTERVAL_SECONDS:
-                await self._report_lag(positions)
-                lag_reported = time.monotonic()
-            records = await consumer.getmany(
-                max_records=settings.projector_batch_size, timeout=settings.consumer_poll_seconds
-            )
-            if not records:
-                continue
-            batch, poison, next_offsets = self._decode(records)
-            if poison:
-                await self._rt.event_log.produce(poison)
-                self._rt.metrics.poison_records.labels(CONSUMER_NAME).inc(len(poison))
-            started = time.perf_counter()
-            result = await self._rt.state.apply(CONSUMER_NAME, batch, next_offsets, self._folds)
-            self._rt.metrics.apply_duration.observe(time.perf_counter() - started)
-            self._count(batch, result)
-            if result.applied:
-                self._rt.receipt_changed.notify()
-            await consumer.commit(next_offsets)
-            positions.update(next_offsets)
+    async def _handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
+        batch, poison, next_offsets = self._decode(records)
+        if poison:
+            await self._rt.event_log.produce(poison)
+            self._rt.metrics.poison_records.labels(CONSUMER_NAME).inc(len(poison))
+        started = time.perf_counter()
+        result = await self._rt.state.apply(CONSUMER_NAME, batch, next_offsets, self._folds)
+        self._rt.metrics.apply_duration.observe(time.perf_counter() - started)
+        self._count(batch, result)
+        if result.applied:
+            self._rt.receipt_changed.notify()
+        self._committed = (batch, result)
+        return next_offsets
+
+    async def _after_commit(self) -> None:
+        if self._committed is not None:
+            batch, result = self._committed
+            self._committed = None
             await self._emit_receipt_updates(batch, result)
 
     def _decode(
@@ -207,9 +198,6 @@ class Projector(StoreConsumer):
             log.warning("receipt updates not emitted: %s", exc)
 
     async def _report_lag(self, positions: Mapping[TopicPartition, int]) -> None:
-        for topic in self._rt.accepted_topics():
-            ends = await self._rt.event_log.end_offsets(topic)
-            lag = sum(max(0, end - positions.get(tp, 0)) for tp, end in ends.items())
-            self._rt.metrics.consumer_lag.labels(CONSUMER_NAME, topic).set(lag)
+        await super()._report_lag(positions)
         quarantine = await self._rt.event_log.end_offsets(self._rt.topics.quarantine)
         self._rt.metrics.quarantine_records.set(sum(quarantine.values()))

@@ -10,15 +10,14 @@ quarantine, and stopping would hide every later rejection from the reviewers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import orjson
 
 from consumers.service import StoreConsumer
-from eventlog.port import ConsumedRecord, LogConsumer, TopicPartition
+from eventlog.port import ConsumedRecord, TopicPartition
 from intake.runtime import Runtime
 from schemas.codec import UnknownSchemaError
 from statestore.review import RejectedItem, ReviewRepository
@@ -26,7 +25,6 @@ from statestore.review import RejectedItem, ReviewRepository
 log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "quarantine"
-LAG_INTERVAL_SECONDS = 5.0
 
 
 class QuarantineIndexer(StoreConsumer):
@@ -39,23 +37,10 @@ class QuarantineIndexer(StoreConsumer):
     def topics(self) -> list[str]:
         return [self._rt.topics.quarantine]
 
-    async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
-        settings = self._rt.settings
-        positions = dict(await self._rt.state.load_offsets(CONSUMER_NAME))
-        lag_reported = 0.0
-        while not stop.is_set():
-            if time.monotonic() - lag_reported >= LAG_INTERVAL_SECONDS:
-                await self._report_lag(positions)
-                lag_reported = time.monotonic()
-            records = await consumer.getmany(
-                max_records=settings.projector_batch_size, timeout=settings.consumer_poll_seconds
-            )
-            if not records:
-                continue
-            items, next_offsets = self._decode(records)
-            await self._review.index(CONSUMER_NAME, items, next_offsets)
-            await consumer.commit(next_offsets)
-            positions.update(next_offsets)
+    async def _handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
+        items, next_offsets = self._decode(records)
+        await self._review.index(CONSUMER_NAME, items, next_offsets)
+        return next_offsets
 
     def _decode(
         self, records: list[ConsumedRecord]
@@ -94,12 +79,6 @@ class QuarantineIndexer(StoreConsumer):
                 )
                 self._rt.metrics.poison_records.labels(CONSUMER_NAME).inc()
         return items, next_offsets
-
-    async def _report_lag(self, positions: dict[TopicPartition, int]) -> None:
-        topic = self._rt.topics.quarantine
-        ends = await self._rt.event_log.end_offsets(topic)
-        lag = sum(max(0, end - positions.get(tp, 0)) for tp, end in ends.items())
-        self._rt.metrics.consumer_lag.labels(CONSUMER_NAME, topic).set(lag)
 
 
 def _aware(instant: datetime) -> datetime:

@@ -2,7 +2,10 @@
 consumer name, seeking to the stored offsets on assignment, and restarting after transient
 failures (log or store unavailable) with a backoff of 0.2 s doubling to 10 s.
 
-Subclasses implement :meth:`StoreConsumer._consume` (one batch loop) and name their topics.
+Subclasses name their topics and implement :meth:`StoreConsumer._handle`: store one batch in one
+transaction together with the next offsets, and return those offsets. The loop then commits them
+to the log's group too (only for lag monitoring: the store's offsets are the truth), reports lag
+now and then, and calls :meth:`StoreConsumer._after_commit` for follow-on work.
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from eventlog.port import LogConsumer, LogUnavailableError, TopicPartition
+from eventlog.port import ConsumedRecord, LogConsumer, LogUnavailableError, TopicPartition
 from intake.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+LAG_INTERVAL_SECONDS = 5.0
 
 
 class ConsumerService(Protocol):
@@ -44,8 +50,36 @@ class StoreConsumer:
     def topics(self) -> list[str]:
         raise NotImplementedError
 
-    async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
+    async def _handle(self, records: list[ConsumedRecord]) -> Mapping[TopicPartition, int]:
         raise NotImplementedError
+
+    async def _after_commit(self) -> None:
+        """Work that follows a stored and committed batch (best effort)."""
+
+    async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
+        settings = self._rt.settings
+        positions = dict(await self._rt.state.load_offsets(self.name))
+        lag_reported = 0.0
+        while not stop.is_set():
+            if time.monotonic() - lag_reported >= LAG_INTERVAL_SECONDS:
+                await self._report_lag(positions)
+                lag_reported = time.monotonic()
+            records = await consumer.getmany(
+                max_records=settings.projector_batch_size, timeout=settings.consumer_poll_seconds
+            )
+            if not records:
+                continue
+            next_offsets = await self._handle(records)
+            await consumer.commit(next_offsets)
+            positions.update(next_offsets)
+            await self._after_commit()
+
+    async def _report_lag(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Consumer lag per topic, from the log's end offsets and the offsets stored so far."""
+        for topic in self.topics():
+            ends = await self._rt.event_log.end_offsets(topic)
+            lag = sum(max(0, end - positions.get(tp, 0)) for tp, end in ends.items())
+            self._rt.metrics.consumer_lag.labels(self.name, topic).set(lag)
 
     async def _start_positions(
         self, assigned: frozenset[TopicPartition]

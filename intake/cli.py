@@ -452,14 +452,7 @@ def replay(
             service = ReplayService(runtime, review)
             ids = await review.ids(flt, limit)
             if apply:
-                result = await service.replay(ids, f"cli:{actor}", "cli-replay")
-                checks = result.checks
-                await review.log_access(
-                    f"cli:{actor}",
-                    "replay",
-                    item_ids=[c.row.item_id for c in result.replayed] or [None],
-                    item_count=len(result.replayed),
-                )
+                checks = (await service.replay(ids, f"cli:{actor}", "cli-replay")).checks
             else:
                 checks = await service.check(ids)
             return [

@@ -10,11 +10,19 @@ What each code means for the message:
 * ``log_unavailable`` (503, with ``Retry-After``): the message was not accepted; retry later with
   the same ``Idempotency-Key``. On Kafka part of it may have reached the log; its deterministic
   event ids make the retry apply every item exactly once.
+* ``store_unavailable`` and ``storage_full`` (503, with ``Retry-After``): the state store could not
+  be reached or written (database down or restarting, out of connections, read-only, or out of
+  disk space for ``storage_full``). As for ``log_unavailable``: not accepted, retry with the same
+  key. 503 rather than 507 for a full disk, so that every client that retries a 503 retries this.
+* ``internal_error`` (500): a bug; the failure is logged by type and correlation id.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -22,10 +30,12 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+STORE_RETRY_AFTER_SECONDS = 5
 log = logging.getLogger(__name__)
 
 
@@ -86,6 +96,79 @@ def problem_response(problem: Problem, instance: str) -> Response:
     )
 
 
+# SQLite result codes (the primary code, the low byte) that retrying can cure.
+_SQLITE_TRANSIENT = {
+    5: "busy",
+    6: "locked",
+    8: "read-only",
+    10: "I/O error",
+    13: "full",
+    14: "cannot open",
+}
+# SQLSTATE classes of the same kind: connection exception, insufficient resources (disk full,
+# out of memory, too many connections), operator intervention (shutdown, cannot connect now).
+_SQLSTATE_TRANSIENT = ("08", "53", "57")
+_DISK_FULL_SQLSTATE = "53100"
+_SQLITE_FULL = 13
+
+
+def store_problem(exc: BaseException) -> Problem | None:
+    """The 503 for a store failure that retrying can cure; ``None`` for any other (a bug)."""
+    full = False
+    if isinstance(exc, PoolTimeoutError):  # every pooled connection busy
+        transient = True
+    elif isinstance(exc, DBAPIError):
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        if isinstance(orig, sqlite3.Error):
+            code = getattr(orig, "sqlite_errorcode", 0) & 0xFF
+            transient, full = code in _SQLITE_TRANSIENT, code == _SQLITE_FULL
+        elif sqlstate:
+            transient = str(sqlstate)[:2] in _SQLSTATE_TRANSIENT
+            full = sqlstate == _DISK_FULL_SQLSTATE
+        else:  # no SQLSTATE: the connection was lost or never made (see statestore.engine)
+            transient = exc.connection_invalidated or isinstance(
+                exc, OperationalError | InterfaceError
+            )
+    else:
+        transient = False
+    if not transient:
+        return None
+    headers = {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+    if full:
+        return Problem(
+            503,
+            "storage_full",
+            "The store is out of disk space",
+            "The message was not accepted. Retry later with the same Idempotency-Key.",
+            headers=headers,
+        )
+    return Problem(
+        503,
+        "store_unavailable",
+        "The store is not available",
+        "The message was not accepted. Retry later with the same Idempotency-Key; "
+        "whatever part of it was stored is applied only once.",
+        headers=headers,
+    )
+
+
+@contextmanager
+def store_failures_as_problems(on_failure: Callable[[], None]) -> Iterator[None]:
+    """Turn a store failure that retrying can cure into its 503 :class:`Problem` (for callers
+    that answer in their own format, like SLASH), calling ``on_failure`` (to count it); anything
+    else passes unchanged."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        problem = store_problem(exc)
+        if problem is None:
+            raise
+        on_failure()
+        log.warning("%s: %s", problem.code, type(exc).__name__)
+        raise problem from exc
+
+
 _STATUS_CODES = {
     400: ("invalid_request", "Bad request"),
     401: ("unauthorized", "Unauthorized"),
@@ -143,7 +226,26 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_store_error(request: Request, exc: Exception) -> Response:
+        problem = store_problem(exc)
+        if problem is None:
+            return await on_unexpected(request, exc)
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.store_errors.labels("gateway").inc()
+        log.warning(
+            "%s on %s %s: %s (correlation id %s)",
+            problem.code,
+            request.method,
+            request.scope.get("route", None) and getattr(request.scope["route"], "path", "?"),
+            type(exc).__name__,
+            getattr(request.state, "correlation_id", "-"),
+        )
+        return problem_response(problem, request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(DBAPIError, on_store_error)
+    app.add_exception_handler(PoolTimeoutError, on_store_error)
     app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -3,7 +3,8 @@
 The order is what makes retries safe. The receipt id and event ids are derived from the unit and
 the body (see :mod:`schemas.events`), so a retry after any failure finds the same receipt and
 produces the same events, which the projector applies once. ``202`` is sent only after the log
-has stored every record of the message.
+has stored every record of the message. When the log or the store fails on the way, the answer
+is 503 with ``Retry-After`` (``log_unavailable``, ``store_unavailable``, ``storage_full``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from eventlog.port import LogUnavailableError, ProduceRecord
 from intake.logs import bind_log_fields
 from intake.runtime import Runtime
 from receiver.auth import Principal
-from receiver.problems import Problem
+from receiver.problems import Problem, store_failures_as_problems
 from schemas.catalogue import MessageModel
 from schemas.events import Event, event_for_item, receipt_id_for
 from statestore.receipts import NewReceipt, NewReceiptItem, ReceiptView
@@ -141,21 +142,22 @@ class SubmissionService:
                 ReceiptView.preview(new_receipt, stage="dry_run").as_dict(), replayed=False
             )
 
-        outcome, stage = await self._rt.receipts.reserve(new_receipt)
-        if outcome == "conflict":
-            raise Problem(
-                409,
-                "idempotency_conflict",
-                "Idempotency-Key reused with another body",
-                "This key was used for a different message; use a new key for new content.",
-            )
-        if outcome == "existing" and stage != "received":
-            stored = await self._rt.receipts.get(receipt_id)
-            assert stored is not None
-            return SubmissionResult(stored.as_dict(), replayed=True)
+        with store_failures_as_problems(self._rt.metrics.store_errors.labels("gateway").inc):
+            outcome, stage = await self._rt.receipts.reserve(new_receipt)
+            if outcome == "conflict":
+                raise Problem(
+                    409,
+                    "idempotency_conflict",
+                    "Idempotency-Key reused with another body",
+                    "This key was used for a different message; use a new key for new content.",
+                )
+            if outcome == "existing" and stage != "received":
+                stored = await self._rt.receipts.get(receipt_id)
+                assert stored is not None
+                return SubmissionResult(stored.as_dict(), replayed=True)
 
-        await self._produce(model, principal, new_receipt, message, items, events, meta)
-        await self._rt.receipts.mark_validated(receipt_id, principal.unit)
+            await self._produce(model, principal, new_receipt, message, items, events, meta)
+            await self._rt.receipts.mark_validated(receipt_id, principal.unit)
         self._rt.receipt_changed.notify()
         self._count(model, items)
         log.info("%s stored: %d items accepted, %d rejected", model.key, len(events), rejected)

@@ -5,6 +5,8 @@
 #   postgres.sh start <run-dir>  fresh cluster on a free 127.0.0.1 port; prints the SQLAlchemy URL
 #                                (also written to <run-dir>/url)
 #   postgres.sh stop  <run-dir>  fast shutdown (no-op if it is not running)
+#   postgres.sh resume <run-dir> start a stopped cluster again, same data and port (for fault
+#                                tests: clients reconnect to the same URL)
 #
 # <run-dir> holds data/ (wiped on each start), sock/, postgres.log, initdb.log, url.
 # Must run as root: the server runs as the unprivileged $PG_USER via runuser,
@@ -60,12 +62,24 @@ is_running() {  # $1 = bin dir, $2 = run dir
   [[ -f "$2/data/postmaster.pid" ]] && as_pg "$1/pg_ctl" -D "$2/data" status >/dev/null 2>&1
 }
 
+# Start the server on $RUN/data, listening on 127.0.0.1:$2 ($1 = bin dir).
+launch() {
+  local bin="$1" port="$2" sock
+  # Unix socket paths are limited to 107 bytes; deep run dirs (pytest) can exceed that.
+  # We only connect over TCP, so in that case just disable the socket.
+  sock="$RUN/sock"
+  (( ${#sock} + 20 <= 107 )) || sock=""
+  as_pg "$bin/pg_ctl" -D "$RUN/data" -w -t 60 -l "$RUN/postgres.log" \
+    -o "-h 127.0.0.1 -p $port -k '$sock' -c fsync=on -c max_connections=100" start >/dev/null \
+    || fail_start "pg_ctl start failed" "$RUN/postgres.log"
+}
+
 start() {
   [[ $EUID -eq 0 ]] || die "must run as root (it runs the server as $PG_USER)"
   mkdir -p "$1"
   RUN="$(cd "$1" && pwd)"
   install
-  local bin port sock
+  local bin port
   bin="$(find_bin)"
   id -u "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
   is_running "$bin" "$RUN" && die "a server is already running for $RUN; stop it first"
@@ -83,18 +97,27 @@ start() {
   as_pg "$bin/initdb" -D "$RUN/data" -U intake --auth=trust -E UTF8 --locale=C >"$RUN/initdb.log" 2>&1 \
     || fail_start "initdb failed" "$RUN/initdb.log"
 
-  # Unix socket paths are limited to 107 bytes; deep run dirs (pytest) can exceed that.
-  # We only connect over TCP, so in that case just disable the socket.
-  sock="$RUN/sock"
-  (( ${#sock} + 20 <= 107 )) || sock=""
-  as_pg "$bin/pg_ctl" -D "$RUN/data" -w -t 60 -l "$RUN/postgres.log" \
-    -o "-h 127.0.0.1 -p $port -k '$sock' -c fsync=on -c max_connections=100" start >/dev/null \
-    || fail_start "pg_ctl start failed" "$RUN/postgres.log"
+  launch "$bin" "$port"
 
   "$bin/createdb" -h 127.0.0.1 -p "$port" -U intake "$DB" 2>>"$RUN/postgres.log" \
     || { stop "$RUN"; fail_start "createdb $DB failed" "$RUN/postgres.log"; }
 
   echo "postgresql+asyncpg://intake@127.0.0.1:$port/$DB" | tee "$RUN/url"
+}
+
+# Start a stopped cluster again with its data and port (what `start` printed stays valid).
+resume() {
+  [[ $EUID -eq 0 ]] || die "must run as root (it runs the server as $PG_USER)"
+  RUN="$(cd "$1" 2>/dev/null && pwd)" || die "no run dir $1; use start"
+  [[ -f "$RUN/url" && -d "$RUN/data" ]] || die "nothing to resume in $RUN; use start"
+  local bin port
+  bin="$(find_bin)" || die "no PostgreSQL server binaries; use install"
+  is_running "$bin" "$RUN" && die "a server is already running for $RUN"
+  port="$(sed -n 's|.*@127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$RUN/url")"
+  [[ -n "$port" ]] || die "no port in $RUN/url"
+  cd "$RUN"
+  launch "$bin" "$port"
+  cat "$RUN/url"
 }
 
 stop() {
@@ -109,5 +132,6 @@ case "${1:-}" in
   install) install ;;
   start) [[ $# -eq 2 ]] || die "usage: postgres.sh start <run-dir>"; start "$2" ;;
   stop)  [[ $# -eq 2 ]] || die "usage: postgres.sh stop <run-dir>";  stop "$2" ;;
-  *) die "usage: postgres.sh {install | start <run-dir> | stop <run-dir>}" ;;
+  resume) [[ $# -eq 2 ]] || die "usage: postgres.sh resume <run-dir>"; resume "$2" ;;
+  *) die "usage: postgres.sh {install | start <run-dir> | stop <run-dir> | resume <run-dir>}" ;;
 esac

@@ -110,7 +110,8 @@ class ReplayService:
         return ReplayCheck(row, "passes", findings, event)
 
     async def replay(self, item_ids: list[str], actor: str, correlation_id: str) -> ReplayResult:
-        """Publish the items that now pass, then record them as replayed."""
+        """Publish the items that now pass, then record them as replayed (and in the access
+        log, whatever passed)."""
         checks = await self.check(item_ids)
         passing = [c for c in checks if c.event is not None]
         records = []
@@ -155,6 +156,13 @@ class ReplayService:
                 actor,
             )
             self._rt.receipt_changed.notify()
+        await self._review.log_access(
+            actor,
+            "replay",
+            item_ids=[c.row.item_id for c in passing] or [None],
+            item_count=len(passing),
+            correlation_id=correlation_id,
+        )
         return ReplayResult(checks, passing)
 
 

@@ -20,7 +20,16 @@ from receiver.problems import Problem, check_day
 from receiver.review.masking import item_prefix, mask, mask_text, personal_fields
 from schemas.catalogue import MessageModel
 from schemas.events import CARE_TIMEZONE
-from statestore.review import SORTS, STATUSES, ReviewFilter, ReviewRow, Statistics, UnitDays
+from statestore.review import (
+    SORTS,
+    STATUSES,
+    Page,
+    ReviewFilter,
+    ReviewRepository,
+    ReviewRow,
+    Statistics,
+    UnitDays,
+)
 from validators.rules import load_catalogue as load_rules
 
 LEVELS = ("structure", "identifier", "codelist", "business")
@@ -121,6 +130,20 @@ def read_sort(query: Mapping[str, str]) -> tuple[str, bool]:
     if order not in ("asc", "desc"):
         raise _bad("order", "asc or desc")
     return sort, order == "desc"
+
+
+async def search(review: ReviewRepository, query: Mapping[str, str]) -> tuple[Page, str, bool]:
+    """The page of items a list query asks for (filter, sort, order, page, page_size), with
+    the sort column and direction used."""
+    sort, descending = read_sort(query)
+    page = await review.search(
+        read_filter(query),
+        sort=sort,
+        descending=descending,
+        page=read_int(query, "page", 1, 1_000_000),
+        page_size=read_int(query, "page_size", 50, 500),
+    )
+    return page, sort, descending
 
 
 def read_int(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:

@@ -89,16 +89,7 @@ async def selected_ids(review: ReviewRepository, selection: Selection) -> list[s
 
 @router.get("/items", summary="Rejected items, filtered, sorted and paged")
 async def list_items(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> OrjsonResponse:
-    query = dict(request.query_params)
-    flt = views.read_filter(query)
-    sort, descending = views.read_sort(query)
-    page = await review.search(
-        flt,
-        sort=sort,
-        descending=descending,
-        page=views.read_int(query, "page", 1, 1_000_000),
-        page_size=views.read_int(query, "page_size", 50, 500),
-    )
+    page, _, _ = await views.search(review, dict(request.query_params))
     return OrjsonResponse(
         {
             "items": [views.summary(r) for r in page.rows],
@@ -237,13 +228,6 @@ async def replay(
     ids = await selected_ids(review, body)
     result = await ReplayService(runtime, review).replay(
         ids, reviewer.name, correlation_id(request)
-    )
-    await review.log_access(
-        reviewer.name,
-        "replay",
-        item_ids=[c.row.item_id for c in result.replayed] or [None],
-        item_count=len(result.replayed),
-        correlation_id=correlation_id(request),
     )
     return OrjsonResponse(
         {**replay_summary(result.checks), "replayed": [c.as_dict() for c in result.replayed]}

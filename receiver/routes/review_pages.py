@@ -175,21 +175,13 @@ async def items(
     request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
 ) -> HTMLResponse:
     query = dict(request.query_params)
-    flt = views.read_filter(query)
-    sort, descending = views.read_sort(query)
-    found = await review.search(
-        flt,
-        sort=sort,
-        descending=descending,
-        page=views.read_int(query, "page", 1, 1_000_000),
-        page_size=views.read_int(query, "page_size", 50, 500),
-    )
+    found, sort, descending = await views.search(review, query)
     return page(
         request,
         "items.html",
         reviewer,
         {
-            **await _filter_context(review, runtime, flt),
+            **await _filter_context(review, runtime, views.read_filter(query)),
             "page": found,
             "rows": [views.summary(r) for r in found.rows],
             "sort": sort,
@@ -372,13 +364,6 @@ async def replay_run(
     ids = await review.ids(flt, MAX_REPLAY)
     result = await ReplayService(runtime, review).replay(
         ids, reviewer.name, correlation_id(request)
-    )
-    await review.log_access(
-        reviewer.name,
-        "replay",
-        item_ids=[c.row.item_id for c in result.replayed] or [None],
-        item_count=len(result.replayed),
-        correlation_id=correlation_id(request),
     )
     return page(
         request,

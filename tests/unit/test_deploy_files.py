@@ -22,8 +22,17 @@ from receiver.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-INTAKE_SERVICES = ("migrate", "gateway", "projector", "receipts")
-LONG_RUNNING = ("kafka", "postgres", "gateway", "projector", "receipts", "prometheus", "grafana")
+INTAKE_SERVICES = ("migrate", "gateway", "projector", "quarantine", "receipts")
+LONG_RUNNING = (
+    "kafka",
+    "postgres",
+    "gateway",
+    "projector",
+    "quarantine",
+    "receipts",
+    "prometheus",
+    "grafana",
+)
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
@@ -91,6 +100,7 @@ def test_compose_has_the_production_shaped_stack(compose: dict[str, Any]) -> Non
         "migrate",
         "gateway",
         "projector",
+        "quarantine",
         "receipts",
         "prometheus",
         "grafana",
@@ -101,6 +111,7 @@ def test_compose_has_the_production_shaped_stack(compose: dict[str, Any]) -> Non
     assert not any("ZOOKEEPER" in key for key in kafka["environment"])
     assert services["gateway"]["deploy"]["replicas"] >= 2
     assert services["projector"]["deploy"]["replicas"] >= 2
+    assert services["quarantine"]["deploy"]["replicas"] >= 1
 
 
 def test_compose_images_are_pinned(compose: dict[str, Any]) -> None:
@@ -123,7 +134,7 @@ def test_compose_services_have_healthchecks_and_wait_for_their_dependencies(
         assert check, name
         assert check["test"][0] in ("CMD", "CMD-SHELL"), name
     assert services["migrate"]["restart"] == "no"
-    for name in ("gateway", "projector", "receipts"):
+    for name in ("gateway", "projector", "quarantine", "receipts"):
         depends = services[name]["depends_on"]
         assert depends["kafka"]["condition"] == "service_healthy"
         assert depends["postgres"]["condition"] == "service_healthy"
@@ -168,6 +179,7 @@ def test_prometheus_scrapes_the_ports_the_services_listen_on(compose: dict[str, 
     expected = {
         "intake-gateway": ("gateway", "--port"),
         "intake-projector": ("projector", "--metrics-port"),
+        "intake-quarantine": ("quarantine", "--metrics-port"),
         "intake-receipts": ("receipts", "--metrics-port"),
     }
     for job_name, (service, option) in expected.items():

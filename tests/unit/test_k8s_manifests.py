@@ -34,7 +34,7 @@ BASE = K8S / "base"
 KUSTOMIZATIONS = sorted(path.parent for path in K8S.rglob("kustomization.yaml"))
 SETTINGS_NAMES = {f"INTAKE_{field.upper()}" for field in Settings.model_fields}
 WORKLOAD_KINDS = ("Deployment", "Job")
-LONG_RUNNING = ("gateway", "projector", "receipts")
+LONG_RUNNING = ("gateway", "projector", "quarantine", "receipts")
 # Valid stand-ins for what the intake-secrets Secret holds, to check the settings they complete.
 SECRET_STAND_INS = {
     "feed-secret": "f" * 40,
@@ -47,6 +47,7 @@ SECRET_STAND_INS = {
 EGRESS_PORTS = {
     "gateway": {53, 5432, 9092, 443},
     "projector": {53, 5432, 9092},
+    "quarantine": {53, 5432, 9092},
     "receipts": {53, 5432, 9092, 443},
     "migrate": {53, 5432},
 }
@@ -286,6 +287,7 @@ def test_the_components_are_there(built: list[Obj]) -> None:
     assert components == {
         "gateway": "Deployment",
         "projector": "Deployment",
+        "quarantine": "Deployment",
         "receipts": "Deployment",
         "migrate": "Job",
     }
@@ -323,7 +325,7 @@ def test_every_command_is_a_real_intake_command(built: list[Obj]) -> None:
             assert result.exit_code == 0, (container["args"], result.output)
     assert _container(_workload(built, "migrate"))["args"] == ["migrate"]
     assert _container(_workload(built, "gateway"))["args"][0] == "gateway"
-    for consumer in ("projector", "receipts"):
+    for consumer in ("projector", "quarantine", "receipts"):
         assert _container(_workload(built, consumer))["args"][:2] == ["consume", consumer]
 
 
@@ -457,6 +459,8 @@ def test_consumer_replicas_fit_their_work(built: list[Obj]) -> None:
     projector = _workload(built, "projector")
     partitions = int(_config_env(built, _container(projector))["INTAKE_TOPIC_PARTITIONS"])
     assert 1 <= projector["spec"]["replicas"] <= partitions
+    # The quarantine indexer is a consumer group too (idempotent inserts): one or two suffice.
+    assert 1 <= _workload(built, "quarantine")["spec"]["replicas"] <= min(2, partitions)
     # One reader of the receipts' change feed, never two at once, even during a rollout.
     receipts = _workload(built, "receipts")
     assert receipts["spec"]["replicas"] == 1
