@@ -197,7 +197,7 @@ class Projector(StoreConsumer):
         except LogUnavailableError as exc:
             log.warning("receipt updates not emitted: %s", exc)
 
-    async def _report_lag(self, positions: Mapping[TopicPartition, int]) -> None:
-        await super()._report_lag(positions)
+    async def _report_lag(self) -> None:
+        await super()._report_lag()
         quarantine = await self._rt.event_log.end_offsets(self._rt.topics.quarantine)
         self._rt.metrics.quarantine_records.set(sum(quarantine.values()))

@@ -3,9 +3,10 @@
 Each batch is indexed in one store transaction together with the consumer's offsets, so an item
 appears in the review UI exactly once, however often the topic is read again. Records a consumer
 moved to quarantine because it could not read them (``PoisonRecord``) are operators' business
-(metrics, logs), not reviewers': they are counted and passed over. A record the indexer cannot
-read itself is logged by position and passed over too — there is no quarantine for the
-quarantine, and stopping would hide every later rejection from the reviewers.
+(metrics, logs), not reviewers': they are passed over here, the consumer that moved them has
+counted them. A record the indexer cannot read itself is logged by position, counted and passed
+over too — there is no quarantine for the quarantine, and stopping would hide every later
+rejection from the reviewers.
 """
 
 from __future__ import annotations

@@ -58,11 +58,10 @@ class StoreConsumer:
 
     async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
         settings = self._rt.settings
-        positions = dict(await self._rt.state.load_offsets(self.name))
         lag_reported = 0.0
         while not stop.is_set():
             if time.monotonic() - lag_reported >= LAG_INTERVAL_SECONDS:
-                await self._report_lag(positions)
+                await self._report_lag()
                 lag_reported = time.monotonic()
             records = await consumer.getmany(
                 max_records=settings.projector_batch_size, timeout=settings.consumer_poll_seconds
@@ -71,11 +70,13 @@ class StoreConsumer:
                 continue
             next_offsets = await self._handle(records)
             await consumer.commit(next_offsets)
-            positions.update(next_offsets)
             await self._after_commit()
 
-    async def _report_lag(self, positions: Mapping[TopicPartition, int]) -> None:
-        """Consumer lag per topic, from the log's end offsets and the offsets stored so far."""
+    async def _report_lag(self) -> None:
+        """The whole consumer's lag per topic: the log's end offsets minus the offsets in the
+        store, which every replica writes. Each replica reports the same figure, so dashboards
+        and alerts take the max over instances, never the sum."""
+        positions = await self._rt.state.load_offsets(self.name)
         for topic in self.topics():
             ends = await self._rt.event_log.end_offsets(topic)
             lag = sum(max(0, end - positions.get(tp, 0)) for tp, end in ends.items())

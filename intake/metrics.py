@@ -156,7 +156,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "gauge",
         ("check",),
         "1 when the readiness check passes, 0 when it fails "
-        "(event_log, store, consumer:projector, consumer:webhooks).",
+        "(event_log, store, consumer:projector, consumer:webhooks, consumer:quarantine).",
     ),
     MetricSpec(
         CODELIST_VERSION,
@@ -231,7 +231,8 @@ class Metrics:
         self.build_info.labels(__version__).set(1)
         for outcome in get_args(WebhookOutcome):
             self.webhook_deliveries.labels(outcome)
-        self.poison_records.labels("projector")
+        for consumer in get_args(ConsumerName):
+            self.poison_records.labels(consumer)
         for component in get_args(Component):
             self.store_errors.labels(component)
 
