@@ -214,10 +214,8 @@ class SubmissionService:
                                 "version": model.version,
                                 "object_id": item.object_id,
                                 "recorded_time": receipt.received_at,
-                                "item_json": orjson.dumps(item.raw).decode(),
-                                "block_json": orjson.dumps(
-                                    _raw_block(model, message, item)
-                                ).decode(),
+                                "item_json": _as_sent(item.raw),
+                                "block_json": _as_sent(_raw_block(model, message, item)),
                                 "findings": [f.as_dict() for f in item.findings],
                             }
                         ),
@@ -247,6 +245,16 @@ class SubmissionService:
             metrics.items.labels(model.message_type, version, outcome).inc()
             for finding in item.findings:
                 metrics.findings.labels(finding.rule_id, finding.severity).inc()
+
+
+def _as_sent(value: Any) -> str:
+    """A rejected item (or its block) as JSON for review. orjson writes at most 254 levels of
+    nesting, a parsed body may hold up to 1024 and the models need fewer than ten: an item nested
+    deeper than orjson writes is kept as a note, instead of failing the whole message with 500."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return '{"not_kept": "nested too deeply to keep for review"}'
 
 
 def _raw_block(model: MessageModel, message: Any, item: ExtractedItem) -> dict[str, Any]:

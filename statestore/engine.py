@@ -1,9 +1,15 @@
 """Engines for the store. SQLite gets WAL, a busy timeout, foreign keys and ``BEGIN IMMEDIATE``
 for writes (one writer engine, so writers queue in Python instead of failing on a lock);
-PostgreSQL gets one pooled engine for both reads and writes."""
+PostgreSQL gets one pooled engine for both reads and writes.
+
+Every failure to reach the database surfaces as a SQLAlchemy ``DBAPIError``: asyncpg lets a
+refused or timed-out connect escape as a bare ``OSError``, which the engine turns into an
+``OperationalError``, so callers tell "the store is down, retry" from a bug by one exception tree
+(the consumers back off and resume; the gateway answers 503, see :mod:`receiver.problems`)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +64,37 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
     return engine
 
 
+def _connect_failures_as_operational_errors(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:  # refused, reset, unreachable, timed out (TimeoutError)
+            raise dialect.loaded_dbapi.OperationalError(
+                f"cannot connect to the database: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _prepare_sqlite_directory(url: str) -> None:
+    """Create the SQLite file's directory, and refuse one that cannot be written: in WAL mode
+    SQLite creates files beside the database, and a read-only data dir would otherwise fail
+    later as an unhelpful "unable to open database file"."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    directory = Path(parsed.database).parent
+    directory.mkdir(parents=True, exist_ok=True)
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(
+            f"the store's directory {directory} is not writable (a read-only file system or "
+            "missing permissions): the embedded SQLite store must write there"
+        )
+
+
 def create_engines(url: str) -> StoreEngines:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _prepare_sqlite_directory(url)
         writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
         reader = _sqlite_engine(url, begin="BEGIN", pool_size=4)
         return StoreEngines(writer, reader, "sqlite")
@@ -74,9 +106,11 @@ def create_engines(url: str) -> StoreEngines:
         max_overflow=10,
         pool_pre_ping=True,
     )
+    _connect_failures_as_operational_errors(engine)
     return StoreEngines(engine, engine, parsed.get_backend_name())
 
 
 def create_migration_engine(url: str) -> AsyncEngine:
     """A throwaway engine for Alembic (no pool, so no connection outlives the migration)."""
+    _prepare_sqlite_directory(url)
     return create_async_engine(url, poolclass=NullPool)

@@ -1,15 +1,50 @@
 """Applying events to history and last-known state, with the consumer's offsets in the same
 transaction: a crash before the commit replays the batch, a crash after it skips the batch, and
-either way every event is applied exactly once."""
+either way every event is applied exactly once.
+
+A batch, in one transaction:
+
+1. insert its events; the insert names the ones that are new (a duplicate changes nothing);
+2. read the stored history of the objects the new events touch, in one query for the batch
+   (an object with no stored history is new: nothing to read, nothing to replace);
+3. fold each touched object's whole history with its message type's fold;
+4. write its last-known state, and replace the versions and integrity findings that changed.
+   A fold is a left fold (the step for an event depends only on the events before it), so when
+   every new event sorts after the object's stored ones, as they do when events arrive in order,
+   the versions before the last stored valid time and the stored events' findings stay as they
+   are: only the versions from that valid time on are rewritten and the new events' findings
+   added. A late event that sorts before a stored one rewrites all of the object's versions and
+   findings.
+
+On PostgreSQL each of these is one statement over arrays (``unnest``), so a batch costs a fixed
+handful of round trips and no per-row work in SQLAlchemy; on SQLite, in process, the same steps
+use SQLAlchemy Core.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select
+import orjson
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    TypeDecorator,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -94,7 +129,8 @@ class FoldResult:
         return self.steps[-1]
 
 
-# A pure function from an object's history, in fold order, to its states and findings.
+# A pure left fold from an object's history, in fold order, to its states and findings: the
+# step for an event depends only on the events before it.
 Fold = Callable[[Sequence[HistoryEntry]], FoldResult]
 
 
@@ -150,6 +186,32 @@ _HISTORY_COLUMNS = (
 )
 _FOLD_ORDER = (events.c.valid_time, events.c.recorded_time, events.c.item_index, events.c.event_id)
 
+# Rows travel as tuples in these column orders (the tables' own orders, less generated keys).
+_EVENT_COLUMNS = tuple(c.name for c in events.c if c.name != "seq")
+_OBJECT_COLUMNS = tuple(c.name for c in objects.c)
+_VERSION_COLUMNS = tuple(c.name for c in object_versions.c)
+_FINDING_COLUMNS = tuple(c.name for c in integrity_findings.c)
+_OBJECT_KEY = ("unit", "message_type", "object_id")
+_VERSION_KEY = (*_OBJECT_KEY, "valid_from")
+
+
+# The keys of a batch's objects as a table, from three array parameters.
+_KEYS = "unnest($1::text[], $2::text[], $3::text[]) AS k(unit, message_type, object_id)"
+
+
+def _delete_objects(table: Table) -> str:
+    """Deletes the rows of ``table`` that belong to the objects in ``_KEYS``."""
+    return (
+        f"DELETE FROM {table.name} AS t USING {_KEYS} "  # noqa: S608
+        "WHERE t.unit = k.unit AND t.message_type = k.message_type AND t.object_id = k.object_id"
+    )
+
+
+def _upsert(columns: Sequence[str], key: Sequence[str]) -> str:
+    """The ON CONFLICT clause that overwrites a stored row with the same ``key``."""
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+
 
 def _entry(row: Any) -> HistoryEntry:
     return HistoryEntry(
@@ -185,38 +247,293 @@ def _view(
     )
 
 
-def _versions(
-    unit: str, message_type: str, object_id: str, result: FoldResult
-) -> list[dict[str, Any]]:
-    """Intervals of valid time: each version lasts until the next one with a later valid time
-    (events with the same valid time collapse into the last of them)."""
+def _versions(key: ObjectKey, result: FoldResult, since: datetime | None) -> list[tuple[Any, ...]]:
+    """Intervals of valid time, as ``object_versions`` rows: each version lasts until the next
+    one with a later valid time (events with the same valid time collapse into the last of
+    them). Only the versions from ``since`` on, when given."""
     by_start: dict[datetime, FoldStep] = {}
     for step in result.steps:
         by_start[step.entry.valid_time] = step
     starts = sorted(by_start)
     rows = []
     for i, start in enumerate(starts):
+        if since is not None and start < since:
+            continue
         step = by_start[start]
         rows.append(
-            {
-                "unit": unit,
-                "message_type": message_type,
-                "object_id": object_id,
-                "valid_from": start,
-                "valid_to": starts[i + 1] if i + 1 < len(starts) else None,
-                "state": step.state,
-                "deleted": step.deleted,
-                "context": step.entry.context,
-                "clinical_time": step.entry.clinical_time,
-                "event_id": step.entry.event_id,
-            }
+            (
+                *key,
+                start,
+                starts[i + 1] if i + 1 < len(starts) else None,
+                step.state,
+                step.deleted,
+                step.entry.context,
+                step.entry.clinical_time,
+                step.entry.event_id,
+            )
         )
     return rows
+
+
+@dataclass(slots=True)
+class _Changes:
+    """What a batch writes besides its events, as rows in the ``_*_COLUMNS`` orders."""
+
+    # Objects a late event re-folds: their stored versions and findings are removed first.
+    rewritten: list[ObjectKey] = field(default_factory=list)
+    objects: list[tuple[Any, ...]] = field(default_factory=list)
+    # Upserted by (object, valid_from): a version that is stored already is overwritten.
+    versions: list[tuple[Any, ...]] = field(default_factory=list)
+    findings: list[tuple[Any, ...]] = field(default_factory=list)
+    # Integrity findings on the batch's new events, as (event id, message type, rule id).
+    new_findings: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(
+        self,
+        key: ObjectKey,
+        stored: Sequence[HistoryEntry],
+        new: Sequence[HistoryEntry],
+        fold: Fold,
+        now: datetime,
+    ) -> None:
+        """Re-fold one object from its stored history and its new events."""
+        stored = sorted(stored, key=fold_order)
+        new = sorted(new, key=fold_order)
+        appended = not stored or fold_order(new[0]) > fold_order(stored[-1])
+        history = [*stored, *new] if appended else sorted([*stored, *new], key=fold_order)
+        result = fold(history)
+        last = result.last
+        self.objects.append(
+            (
+                *key,
+                last.entry.version,
+                last.state,
+                last.deleted,
+                len(history),
+                last.entry.event_id,
+                last.entry.valid_time,
+                now,
+                last.entry.context,
+                last.entry.clinical_time,
+            )
+        )
+        # Appended after stored events, only the versions from the last stored valid time on
+        # change: that version's end, or its state when a new event shares its valid time.
+        since = stored[-1].valid_time if stored and appended else None
+        if stored and not appended:
+            self.rewritten.append(key)
+        self.versions += _versions(key, result, since)
+        new_ids = {e.event_id for e in new}
+        for v in result.violations:
+            if since is None or v.event_id in new_ids:
+                self.findings.append((v.event_id, v.rule_id, *key, v.params))
+            if v.event_id in new_ids:
+                self.new_findings.append((v.event_id, key[1], v.rule_id))
+
+
+class _Statements(Protocol):
+    """The statements ``apply`` runs, one implementation per kind of database."""
+
+    async def insert_events(
+        self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]
+    ) -> set[str]:
+        """Insert events that are not stored yet; returns the ids of those inserted."""
+
+    async def stored_histories(
+        self, conn: AsyncConnection, keys: Collection[ObjectKey], leave_out: Collection[str]
+    ) -> dict[ObjectKey, list[HistoryEntry]]:
+        """The stored histories of ``keys``, without the events ``leave_out``; objects with no
+        other events are left out."""
+
+    async def write(self, conn: AsyncConnection, changes: _Changes) -> None:
+        """Upsert the objects, replace their versions and findings as ``changes`` says."""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _array_type(column: Column[Any]) -> str:
+    """The PostgreSQL type of the array that carries a column's values. Strings go as text, so
+    that the insert's own cast checks their length (an explicit cast to varchar(n) would cut
+    them short instead); JSON goes as text and is cast in the statement."""
+    kind = column.type.impl if isinstance(column.type, TypeDecorator) else column.type
+    for python_type, name in (
+        (String, "text"),
+        (JSON, "text"),
+        (BigInteger, "bigint"),
+        (Integer, "integer"),
+        (Boolean, "boolean"),
+        (DateTime, "timestamptz"),
+    ):
+        if isinstance(kind, python_type):
+            return f"{name}[]"
+    raise TypeError(f"no array type for {column}")
+
+
+@dataclass(frozen=True, slots=True)
+class _ArrayInsert:
+    """``INSERT INTO table (columns) SELECT ... FROM unnest($1, $2, ...)``, where parameter i
+    holds every row's value of column i: one statement for any number of rows."""
+
+    sql: str
+    json: tuple[bool, ...]  # which columns travel as JSON text
+
+    @classmethod
+    def of(cls, table: Table, columns: Sequence[str], then: str = "") -> _ArrayInsert:
+        json = tuple(isinstance(table.c[c].type, JSON) for c in columns)
+        arrays = ", ".join(f"${i}::{_array_type(table.c[c])}" for i, c in enumerate(columns, 1))
+        names = ", ".join(columns)
+        values = ", ".join(
+            f"{c}::jsonb" if is_json else c for c, is_json in zip(columns, json, strict=True)
+        )
+        # Only the table's own names go into the text; the values travel as parameters.
+        sql = f"INSERT INTO {table.name} ({names}) SELECT {values} FROM unnest({arrays})"  # noqa: S608
+        return cls(f"{sql} AS r({names}) {then}".rstrip(), json)
+
+    def parameters(self, rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+        return tuple(
+            [_json(v) for v in values] if is_json else list(values)
+            for is_json, values in zip(self.json, zip(*rows, strict=True), strict=True)
+        )
+
+
+class _CoreStatements:
+    """SQLAlchemy Core: works on every dialect; SQLite uses it."""
+
+    def __init__(self, dialect: str) -> None:
+        self._dialect = dialect
+
+    async def insert_events(
+        self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]
+    ) -> set[str]:
+        # ON CONFLICT DO NOTHING ... RETURNING names the events that are new, even when another
+        # projector instance inserts the same events concurrently.
+        stmt = (
+            insert_for(self._dialect, events)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(events.c.event_id)
+        )
+        result = await conn.execute(stmt, [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in rows])
+        return {r[0] for r in result}
+
+    async def stored_histories(
+        self, conn: AsyncConnection, keys: Collection[ObjectKey], leave_out: Collection[str]
+    ) -> dict[ObjectKey, list[HistoryEntry]]:
+        histories: dict[ObjectKey, list[HistoryEntry]] = {}
+        for (unit, message_type), object_ids in _by_unit_and_type(keys):
+            result = await conn.execute(
+                select(*_HISTORY_COLUMNS)
+                .where(
+                    events.c.unit == unit,
+                    events.c.message_type == message_type,
+                    events.c.object_id.in_(object_ids),
+                )
+                .order_by(*_FOLD_ORDER)
+            )
+            for r in result:
+                if r.event_id not in leave_out:
+                    histories.setdefault((r.unit, r.message_type, r.object_id), []).append(
+                        _entry(r)
+                    )
+        return histories
+
+    async def write(self, conn: AsyncConnection, changes: _Changes) -> None:
+        for table in (object_versions, integrity_findings):
+            for (unit, message_type), object_ids in _by_unit_and_type(changes.rewritten):
+                await conn.execute(
+                    delete(table).where(
+                        table.c.unit == unit,
+                        table.c.message_type == message_type,
+                        table.c.object_id.in_(object_ids),
+                    )
+                )
+        for table, columns, rows, key in (
+            (objects, _OBJECT_COLUMNS, changes.objects, _OBJECT_KEY),
+            (object_versions, _VERSION_COLUMNS, changes.versions, _VERSION_KEY),
+        ):
+            if rows:
+                stmt = insert_for(self._dialect, table)
+                await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=list(key),
+                        set_={c: getattr(stmt.excluded, c) for c in columns if c not in key},
+                    ),
+                    [dict(zip(columns, r, strict=True)) for r in rows],
+                )
+        if changes.findings:
+            await conn.execute(
+                integrity_findings.insert(),
+                [dict(zip(_FINDING_COLUMNS, r, strict=True)) for r in changes.findings],
+            )
+
+
+class _PostgresStatements:
+    """PostgreSQL: each step is one statement with a parameter per column holding that column's
+    values for every row (``unnest``), run on the driver without SQLAlchemy's per-row work."""
+
+    _INSERT_EVENTS = _ArrayInsert.of(
+        events, _EVENT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    )
+    _UPSERT_OBJECTS = _ArrayInsert.of(
+        objects, _OBJECT_COLUMNS, _upsert(_OBJECT_COLUMNS, _OBJECT_KEY)
+    )
+    _UPSERT_VERSIONS = _ArrayInsert.of(
+        object_versions, _VERSION_COLUMNS, _upsert(_VERSION_COLUMNS, _VERSION_KEY)
+    )
+    _INSERT_FINDINGS = _ArrayInsert.of(integrity_findings, _FINDING_COLUMNS)
+    # One index scan per object (LATERAL; OFFSET 0 keeps the planner from flattening it into a
+    # hash join that reads the whole table while it is small, testing every row against $4).
+    _HISTORIES = (
+        f"SELECT {', '.join(f'e.{c.name}' for c in _HISTORY_COLUMNS)} FROM {_KEYS} "  # noqa: S608
+        "CROSS JOIN LATERAL (SELECT * FROM events WHERE events.unit = k.unit "
+        "AND events.message_type = k.message_type AND events.object_id = k.object_id "
+        "OFFSET 0) AS e WHERE e.event_id <> ALL($4::text[])"
+    )
+    _DELETE_REWRITTEN = (_delete_objects(object_versions), _delete_objects(integrity_findings))
+
+    async def insert_events(
+        self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]
+    ) -> set[str]:
+        insert = self._INSERT_EVENTS
+        result = await conn.exec_driver_sql(insert.sql, insert.parameters(rows))
+        return {r[0] for r in result}
+
+    async def stored_histories(
+        self, conn: AsyncConnection, keys: Collection[ObjectKey], leave_out: Collection[str]
+    ) -> dict[ObjectKey, list[HistoryEntry]]:
+        histories: dict[ObjectKey, list[HistoryEntry]] = {}
+        if not keys:
+            return histories
+        result = await conn.exec_driver_sql(
+            self._HISTORIES, (*(list(c) for c in zip(*keys, strict=True)), list(leave_out))
+        )
+        for r in result:
+            histories.setdefault((r.unit, r.message_type, r.object_id), []).append(_entry(r))
+        return histories
+
+    async def write(self, conn: AsyncConnection, changes: _Changes) -> None:
+        if changes.rewritten:
+            keys = tuple(list(c) for c in zip(*changes.rewritten, strict=True))
+            for sql in self._DELETE_REWRITTEN:
+                await conn.exec_driver_sql(sql, keys)
+        for statement, rows in (
+            (self._UPSERT_OBJECTS, changes.objects),
+            (self._UPSERT_VERSIONS, changes.versions),
+            (self._INSERT_FINDINGS, changes.findings),
+        ):
+            if rows:
+                await conn.exec_driver_sql(statement.sql, statement.parameters(rows))
 
 
 class StateRepository:
     def __init__(self, engines: StoreEngines) -> None:
         self._engines = engines
+        self._statements: _Statements = (
+            _PostgresStatements()
+            if engines.dialect == "postgresql"
+            else _CoreStatements(engines.dialect)
+        )
 
     async def load_offsets(self, consumer: str) -> dict[TopicPartition, int]:
         async with self._engines.reader.connect() as conn:
@@ -240,33 +557,27 @@ class StateRepository:
         (state, versions, integrity findings), and store the consumer's next offsets, all in
         one transaction."""
         now = datetime.now(UTC)
-        dialect = self._engines.dialect
-        violations: list[tuple[str, str]] = []
+        statements = self._statements
+        changes = _Changes()
         async with self._engines.writer.begin() as conn:
             unique: dict[str, SourcedEvent] = {}
             for sourced in batch:
                 unique.setdefault(sourced.event.event_id, sourced)
             inserted: set[str] = set()
             if unique:
-                # ON CONFLICT DO NOTHING ... RETURNING names the events that are new, even when
-                # another projector instance inserts the same events concurrently.
-                stmt = (
-                    insert_for(dialect, events)
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                    .returning(events.c.event_id)
+                inserted = await statements.insert_events(
+                    conn, [_event_row(s, now) for s in unique.values()]
                 )
-                rows = [_event_row(s, now) for s in unique.values()]
-                result = await conn.execute(stmt, rows)
-                inserted = {r[0] for r in result}
             if inserted:
-                touched = {
-                    (s.event.unit, s.event.message_type, s.event.object_id)
-                    for event_id, s in unique.items()
-                    if event_id in inserted
-                }
-                found = await self._refold(conn, touched, folds, now)
-                violations = [(mt, rule) for event_id, mt, rule in found if event_id in inserted]
-                flagged = {event_id for event_id, _, _ in found}
+                new: dict[ObjectKey, list[HistoryEntry]] = {}
+                for event_id in inserted:
+                    e = unique[event_id].event
+                    new.setdefault((e.unit, e.message_type, e.object_id), []).append(_new_entry(e))
+                stored = await statements.stored_histories(conn, new.keys(), inserted)
+                for key in sorted(new):
+                    changes.add(key, stored.get(key, ()), new[key], folds[key[1]], now)
+                await statements.write(conn, changes)
+                flagged = {event_id for event_id, _, _ in changes.new_findings}
                 changed: dict[str, tuple[str, str, ChangeKind]] = {}
                 for event_id in inserted:
                     e = unique[event_id].event
@@ -275,7 +586,7 @@ class StateRepository:
                         changed[e.receipt_id] = (e.unit, e.receipt_id, kind)
                 await append_changes(conn, sorted(changed.values()))
             if next_offsets:
-                stmt = insert_for(dialect, consumer_offsets)
+                stmt = insert_for(self._engines.dialect, consumer_offsets)
                 await conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["consumer", "topic", "partition"],
@@ -294,104 +605,8 @@ class StateRepository:
         return ApplyResult(
             applied_event_ids=frozenset(inserted),
             duplicates=len(batch) - len(inserted),
-            violations=tuple(violations),
+            violations=tuple((mt, rule) for _, mt, rule in changes.new_findings),
         )
-
-    async def _histories(
-        self, conn: AsyncConnection, keys: Iterable[ObjectKey]
-    ) -> dict[ObjectKey, list[HistoryEntry]]:
-        histories: dict[ObjectKey, list[HistoryEntry]] = {k: [] for k in keys}
-        for (unit, message_type), object_ids in _by_unit_and_type(histories):
-            result = await conn.execute(
-                select(*_HISTORY_COLUMNS)
-                .where(
-                    events.c.unit == unit,
-                    events.c.message_type == message_type,
-                    events.c.object_id.in_(object_ids),
-                )
-                .order_by(*_FOLD_ORDER)
-            )
-            for r in result:
-                histories[(r.unit, r.message_type, r.object_id)].append(_entry(r))
-        return histories
-
-    async def _refold(
-        self,
-        conn: AsyncConnection,
-        keys: set[ObjectKey],
-        folds: Mapping[str, Fold],
-        now: datetime,
-    ) -> list[tuple[str, str, str]]:
-        """Re-fold ``keys``; returns the integrity findings as (event id, type, rule id)."""
-        object_rows, version_rows, finding_rows = [], [], []
-        for (unit, message_type, object_id), history in (await self._histories(conn, keys)).items():
-            result = folds[message_type](history)
-            view = _view(unit, message_type, object_id, result, now)
-            object_rows.append(
-                {
-                    "unit": unit,
-                    "message_type": message_type,
-                    "object_id": object_id,
-                    "version": view.version,
-                    "state": view.state,
-                    "deleted": view.deleted,
-                    "event_count": view.event_count,
-                    "last_event_id": view.last_event_id,
-                    "valid_time": view.valid_time,
-                    "updated_at": now,
-                    "context": view.context,
-                    "clinical_time": view.clinical_time,
-                }
-            )
-            version_rows += _versions(unit, message_type, object_id, result)
-            finding_rows += [
-                {
-                    "event_id": v.event_id,
-                    "rule_id": v.rule_id,
-                    "unit": unit,
-                    "message_type": message_type,
-                    "object_id": object_id,
-                    "params": v.params,
-                }
-                for v in result.violations
-            ]
-        stmt = insert_for(self._engines.dialect, objects)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["unit", "message_type", "object_id"],
-                set_={
-                    c: getattr(stmt.excluded, c)
-                    for c in (
-                        "version",
-                        "state",
-                        "deleted",
-                        "event_count",
-                        "last_event_id",
-                        "valid_time",
-                        "updated_at",
-                        "context",
-                        "clinical_time",
-                    )
-                },
-            ),
-            object_rows,
-        )
-        for table in (object_versions, integrity_findings):
-            for (unit, message_type), object_ids in _by_unit_and_type(keys):
-                await conn.execute(
-                    delete(table).where(
-                        table.c.unit == unit,
-                        table.c.message_type == message_type,
-                        table.c.object_id.in_(object_ids),
-                    )
-                )
-        if version_rows:
-            await conn.execute(object_versions.insert(), version_rows)
-        if finding_rows:
-            await conn.execute(integrity_findings.insert(), finding_rows)
-        return [
-            (str(r["event_id"]), str(r["message_type"]), str(r["rule_id"])) for r in finding_rows
-        ]
 
     async def get_object(self, unit: str, message_type: str, object_id: str) -> ObjectView | None:
         async with self._engines.reader.connect() as conn:
@@ -521,27 +736,49 @@ def _by_unit_and_type(keys: Iterable[ObjectKey]) -> Iterable[tuple[tuple[str, st
             yield group, chunk
 
 
-def _event_row(sourced: SourcedEvent, now: datetime) -> dict[str, Any]:
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored")
+    return value.astimezone(UTC)
+
+
+def _new_entry(e: Event) -> HistoryEntry:
+    """A new event as its object's history holds it once stored (times in UTC)."""
+    return HistoryEntry(
+        e.event_id,
+        e.version,
+        e.action,
+        _aware_utc(e.valid_time),
+        _aware_utc(e.recorded_time),
+        e.payload,
+        e.item_index,
+        e.context,
+        e.clinical_time,
+    )
+
+
+def _event_row(sourced: SourcedEvent, now: datetime) -> tuple[Any, ...]:
+    """An ``events`` row in ``_EVENT_COLUMNS`` order."""
     e = sourced.event
-    return {
-        "event_id": e.event_id,
-        "unit": e.unit,
-        "message_type": e.message_type,
-        "version": e.version,
-        "object_id": e.object_id,
-        "action": e.action,
-        "valid_time": e.valid_time,
-        "recorded_time": e.recorded_time,
-        "clinical_time": e.clinical_time,
-        "receipt_id": e.receipt_id,
-        "item_index": e.item_index,
-        "context": e.context,
-        "payload": e.payload,
-        "source_topic": sourced.topic,
-        "source_partition": sourced.partition,
-        "source_offset": sourced.offset,
-        "applied_at": now,
-    }
+    return (
+        e.event_id,
+        e.unit,
+        e.message_type,
+        e.version,
+        e.object_id,
+        e.action,
+        _aware_utc(e.valid_time),
+        _aware_utc(e.recorded_time),
+        e.clinical_time,
+        e.receipt_id,
+        e.item_index,
+        e.context,
+        e.payload,
+        sourced.topic,
+        sourced.partition,
+        sourced.offset,
+        now,
+    )
 
 
 def _chunks(items: Iterable[_T], size: int) -> Iterable[list[_T]]:

@@ -42,7 +42,7 @@ from statestore.tables import (
 
 Status = Literal["new", "in_review", "resolved", "wont_fix", "awaiting_resubmission"]
 STATUSES: tuple[Status, ...] = ("new", "in_review", "resolved", "wont_fix", "awaiting_resubmission")
-AccessAction = Literal["view", "reveal", "export", "replay"]
+AccessAction = Literal["list", "view", "reveal", "export", "replay"]
 SORTS = {
     "received": review_items.c.received_at,
     "unit": review_items.c.unit,

@@ -317,7 +317,7 @@ review_access_log = Table(
     Column("seq", Sequence64, primary_key=True, autoincrement=True),
     Column("at", UTCDateTime, nullable=False),
     Column("actor", String(200), nullable=False),
-    Column("action", String(16), nullable=False),  # view, reveal, export, replay
+    Column("action", String(16), nullable=False),  # list, view, reveal, export, replay
     Column("item_id", String(36)),
     Column("path", String(500)),
     Column("reason", String(500)),

@@ -21,7 +21,7 @@ from receiver.responses import OrjsonResponse
 from receiver.review import views
 from receiver.review.masking import resolve
 from receiver.review.replay import ReplayService
-from receiver.review.session import ReviewerDep
+from receiver.review.session import Reviewer, ReviewerDep
 from statestore.review import ReviewRepository, ReviewRow, Status
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
@@ -38,6 +38,19 @@ ReviewDep = Annotated[ReviewRepository, Depends(get_review)]
 
 def correlation_id(request: Request) -> str:
     return str(getattr(request.state, "correlation_id", ""))
+
+
+async def log_list(
+    review: ReviewRepository, reviewer: Reviewer, request: Request, shown: int
+) -> None:
+    """A list of rejected items was read: who, how many, with which filter."""
+    await review.log_access(
+        reviewer.name,
+        "list",
+        path=str(request.url.query)[:500] or None,
+        item_count=shown,
+        correlation_id=correlation_id(request),
+    )
 
 
 async def load_item(review: ReviewRepository, item_id: str) -> ReviewRow:
@@ -90,6 +103,7 @@ async def selected_ids(review: ReviewRepository, selection: Selection) -> list[s
 @router.get("/items", summary="Rejected items, filtered, sorted and paged")
 async def list_items(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> OrjsonResponse:
     page, _, _ = await views.search(review, dict(request.query_params))
+    await log_list(review, reviewer, request, len(page.rows))
     return OrjsonResponse(
         {
             "items": [views.summary(r) for r in page.rows],

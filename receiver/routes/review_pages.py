@@ -40,6 +40,7 @@ from receiver.routes.review_api import (
     ReviewDep,
     correlation_id,
     load_item,
+    log_list,
     replay_summary,
     reveal_value,
 )
@@ -176,6 +177,7 @@ async def items(
 ) -> HTMLResponse:
     query = dict(request.query_params)
     found, sort, descending = await views.search(review, query)
+    await log_list(review, reviewer, request, len(found.rows))
     return page(
         request,
         "items.html",
