@@ -145,8 +145,14 @@ async def _run(tmp_path: Path, database_url: str, consumers: list[Consumer]) -> 
         produced = len(deliveries)
         consumer.start()
         for _ in range(KILLS):
-            # Start-up (imports, migrations, assignment) takes about a second; then it applies.
-            await asyncio.sleep(rng.uniform(1.0, 1.6))
+            # Kill at a random moment once the restarted process applies again (start-up takes
+            # a second or more, longer on a busy machine), so every kill lands mid-stream.
+            before = await _applied_offsets(engines)
+            for _ in range(600):
+                if await _applied_offsets(engines) > before:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
             consumer.kill()
             if 0 < await _applied_offsets(engines) < produced:
                 killed_mid_stream += 1
