@@ -14,6 +14,9 @@ What each code means for the message:
   be reached or written (database down or restarting, out of connections, read-only, or out of
   disk space for ``storage_full``). As for ``log_unavailable``: not accepted, retry with the same
   key. 503 rather than 507 for a full disk, so that every client that retries a 503 retries this.
+* ``incomplete_body`` (400): the client closed the connection before sending the whole body
+  (fewer bytes than its Content-Length); nothing was stored. Nobody reads this answer: it exists so
+  that a client giving up is counted and logged as the client's failure, not as a server error.
 * ``internal_error`` (500): a bug; the failure is logged by type and correlation id.
 """
 
@@ -33,6 +36,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 PROBLEM_JSON = "application/problem+json"
 STORE_RETRY_AFTER_SECONDS = 5
@@ -243,7 +247,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+        log.info(
+            "client closed the connection before the whole body arrived (correlation id %s)",
+            getattr(request.state, "correlation_id", "-"),
+        )
+        problem = Problem(
+            400,
+            "incomplete_body",
+            "The body was not sent in full",
+            "The connection closed before the whole body arrived; nothing was stored.",
+        )
+        return problem_response(problem, request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(DBAPIError, on_store_error)
     app.add_exception_handler(PoolTimeoutError, on_store_error)
     app.add_exception_handler(Exception, on_unexpected)

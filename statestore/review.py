@@ -32,6 +32,7 @@ from statestore.engine import StoreEngines
 from statestore.feed import append_changes
 from statestore.offsets import store_offsets
 from statestore.tables import (
+    events,
     receipt_items,
     receipts,
     review_access_log,
@@ -337,6 +338,29 @@ class ReviewRepository:
                     out.append(row)
         order = {item_id: n for n, item_id in enumerate(item_ids)}
         return sorted(out, key=lambda row: order[row.item_id])
+
+    async def resubmitted(self, row: ReviewRow) -> datetime | None:
+        """When the unit's object was last stored after this item was rejected (a corrected
+        resubmission, or a later report of the same object), or None."""
+        if row.object_id is None:
+            return None
+        e = events
+        async with self._engines.reader.connect() as conn:
+            # Newest first, one row: MAX() would lose the column's type (text on SQLite).
+            latest: datetime | None = (
+                await conn.execute(
+                    select(e.c.recorded_time)
+                    .where(
+                        e.c.unit == row.unit,
+                        e.c.message_type == row.message_type,
+                        e.c.object_id == row.object_id,
+                        e.c.recorded_time > row.received_at,
+                    )
+                    .order_by(e.c.recorded_time.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            return latest
 
     async def recent_for_unit(self, unit: str, *, exclude: str, limit: int = 10) -> list[ReviewRow]:
         async with self._engines.reader.connect() as conn:

@@ -156,6 +156,8 @@ async def get_item(
         if receipt
         else None
     )
+    resubmitted = await review.resubmitted(row)
+    body["resubmitted_at"] = resubmitted.isoformat() if resubmitted else None
     body["unit_recent"] = [
         views.summary(r) for r in await review.recent_for_unit(row.unit, exclude=item_id)
     ]

@@ -325,6 +325,7 @@ async def _item_page(
             "revealed": revealed,
             "receipt": receipt,
             "history": await review.history(item_id),
+            "resubmitted_at": await review.resubmitted(row),
             "unit_recent": [
                 views.summary(r) for r in await review.recent_for_unit(row.unit, exclude=item_id)
             ],

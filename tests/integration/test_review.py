@@ -115,6 +115,7 @@ async def test_rejected_items_are_listed_filtered_and_masked(
     assert {f["rule_id"] for f in detail["findings"]} == {"IDN-001"}
     assert detail["findings"][0]["item_pointer"] == "/person/fodselsNr"
     assert detail["receipt"]["status"] == "rejected"
+    assert detail["resubmitted_at"] is None
 
     refused = await client.post(
         f"/v1/review/items/{item_id}/reveal",
@@ -330,3 +331,18 @@ async def test_replay_from_the_command_line(
     assert updated["counts"]["rejected"] == 0
     log = (await client.get("/v1/review/access-log", headers=reviewer)).json()["entries"]
     assert (log[0]["action"], log[0]["actor"]) == ("replay", "cli:nattjobb")
+
+
+async def test_a_corrected_resubmission_shows_on_the_item(
+    client: httpx.AsyncClient, auth: dict[str, str], issuer: DevIssuer
+) -> None:
+    reviewer = review_auth(issuer)
+    broken = appointment("RS-1")
+    broken[0]["avtale"][0]["person"]["fodselsNr"] = "15031245611"
+    await submit(client, auth, broken)
+    [item] = (await wait_for_items(client, reviewer, 1))["items"]
+    fixed = await submit(client, auth, appointment("RS-1"))
+    await wait_for_status(client, fixed["receipt_id"], auth, {"applied"})
+    detail = (await client.get(f"/v1/review/items/{item['item_id']}", headers=reviewer)).json()
+    assert detail["resubmitted_at"] is not None
+    assert detail["resubmitted_at"] > detail["received_at"]
