@@ -346,3 +346,43 @@ async def test_a_corrected_resubmission_shows_on_the_item(
     detail = (await client.get(f"/v1/review/items/{item['item_id']}", headers=reviewer)).json()
     assert detail["resubmitted_at"] is not None
     assert detail["resubmitted_at"] > detail["received_at"]
+
+
+async def test_pages_sign_in_guard_forms_and_answer_in_norwegian(
+    client: httpx.AsyncClient, auth: dict[str, str], issuer: DevIssuer
+) -> None:
+    reviewer = review_auth(issuer)
+    await submit(client, auth, rejected_message("PG-1"))
+    [item] = (await wait_for_items(client, reviewer, 1))["items"]
+
+    away = await client.get("/review/stats")
+    assert (away.status_code, away.headers["location"]) == (
+        303,
+        "/review/login?next=%2Freview%2Fstats",
+    )
+    reporter_token = auth["Authorization"].removeprefix("Bearer ")
+    refused = await client.post("/review/login", data={"token": reporter_token, "next": "/review"})
+    assert refused.status_code == 401
+    assert "mangler tilgangen intake:review" in refused.text
+    token = reviewer["Authorization"].removeprefix("Bearer ")
+    signed_in = await client.post(
+        "/review/login", data={"token": token, "next": "https://elsewhere.example/"}
+    )
+    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/review/items")
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+
+    page = await client.get(f"/review/items/{item['item_id']}")
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    assert FNR not in page.text
+    forged = await client.post(f"/review/items/{item['item_id']}/notes", data={"text": "x"})
+    assert forged.status_code == 403
+    assert "csrf_failed" in forged.text
+    history = (await client.get(f"/v1/review/items/{item['item_id']}", headers=reviewer)).json()
+    assert history["history"] == []
+
+    bad = await client.get("/review/items", params={"status": "bad"})
+    assert bad.status_code == 422
+    assert "Ugyldig forespørsel" in bad.text
