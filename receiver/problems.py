@@ -100,15 +100,9 @@ def problem_response(problem: Problem, instance: str) -> Response:
     )
 
 
-# SQLite result codes (the primary code, the low byte) that retrying can cure.
-_SQLITE_TRANSIENT = {
-    5: "busy",
-    6: "locked",
-    8: "read-only",
-    10: "I/O error",
-    13: "full",
-    14: "cannot open",
-}
+# SQLite primary result codes (the low byte) that retrying can cure: busy, locked, read-only,
+# I/O error, full, cannot open.
+_SQLITE_TRANSIENT = frozenset({5, 6, 8, 10, 13, 14})
 # SQLSTATE classes of the same kind: connection exception, insufficient resources (disk full,
 # out of memory, too many connections), operator intervention (shutdown, cannot connect now).
 _SQLSTATE_TRANSIENT = ("08", "53", "57")

@@ -58,6 +58,8 @@ def parse_json(request: Request, body: bytes) -> Any:
     if not body.strip():
         raise Problem(400, "malformed_json", "The body is not valid JSON", "The body is empty.")
     try:
+        # Parsed once, and every later step sees this parse: a duplicate member name keeps its
+        # last value (orjson; RFC 8259 §4 leaves it to the parser), see docs/reliability.md.
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "malformed_json", "The body is not valid JSON", str(exc)) from exc
