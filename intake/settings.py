@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # --- limits ----------------------------------------------------------------------------
     max_body_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
     max_items: int = Field(default=100_000, ge=1)
+    # A body must arrive within this long (15 MB at 2 Mbit/s takes a minute): a client that
+    # trickles bytes gets 408 instead of holding a connection and its buffer indefinitely.
+    body_timeout_seconds: float = Field(default=120.0, gt=0)
 
     # --- validation ------------------------------------------------------------------------
     # Clinical dates older than this many days get a warning (BUS-003).

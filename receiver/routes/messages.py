@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
 from typing import Annotated, Any
@@ -27,18 +28,29 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (never buffered past it)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (never buffered past it),
+    and with 408 when it has not all arrived within ``timeout`` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(
+            408,
+            "body_timeout",
+            "The body arrived too slowly",
+            f"The whole body must arrive within {timeout:g} seconds; nothing was stored.",
+            headers={"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 
@@ -113,7 +125,8 @@ async def submit_message(
 ) -> OrjsonResponse:
     model = published_model(runtime, message_type, version)
     lifecycle_headers = model_lifecycle_headers(model, date.today())
-    body = await read_body(request, runtime.settings.max_body_bytes)
+    settings = runtime.settings
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     message = parse_json(request, body)
     meta = SubmissionMeta(
         idempotency_key=idempotency_key,

@@ -40,7 +40,7 @@ from receiver.slash import (
     error_entry,
     unwrap_key,
 )
-from receiver.submission import SubmissionMeta, SubmissionService
+from receiver.submission import RETRY_AFTER_SECONDS, SubmissionMeta, SubmissionService
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +204,17 @@ async def _receive(
 
     limit = runtime.settings.max_body_bytes
     try:
-        body = await read_body(request, _encoded_limit(limit))
+        body = await read_body(
+            request, _encoded_limit(limit), runtime.settings.body_timeout_seconds
+        )
     except Problem as exc:
+        if exc.code == "body_timeout":  # SLASH clients stop on 4xx; a slow link is worth a retry
+            raise SlashError(
+                SlashCode.STORAGE_ERROR,
+                503,
+                "The message did not arrive in time and was not stored; send it again.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from exc
         raise _too_large(limit) from exc
     data = decode_body(body)
     if len(data) - IV_BYTES - BLOCK_BYTES > limit:

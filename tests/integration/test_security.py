@@ -3,6 +3,7 @@ RFC 9449 when configured; rate limits; no personal identifier in any log line.""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -206,3 +207,27 @@ async def test_deep_nesting_and_huge_strings_are_refused_cleanly(
     assert (
         await records_in_log(settings, ("intake.accepted.HST_Avtale.v1",)) == 2
     )  # the other two items of the message
+
+
+async def test_a_body_that_trickles_in_gets_408_and_stores_nothing(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", environment="test", body_timeout_seconds=0.3)
+    issuer = DevIssuer.load_or_create(settings)
+    auth = {"Authorization": f"Bearer {issuer.mint(UNIT, scopes=['intake:report'])}"}
+    body = orjson.dumps(appointment("SLOW-1"))
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for n in range(0, len(body), 20):
+            yield body[n : n + 20]
+            await asyncio.sleep(0.05)
+
+    app = create_app(settings, registry=CollectorRegistry())
+    async with running_app(app) as client:
+        slow = await client.post(
+            URL, content=trickle(), headers={**auth, "Content-Type": "application/json"}
+        )
+        assert (slow.status_code, slow.json()["code"]) == (408, "body_timeout")
+        fast = await client.post(
+            URL, content=body, headers={**auth, "Content-Type": "application/json"}
+        )
+        assert fast.status_code == 202
+    assert await records_in_log(settings, ("intake.accepted.HST_Avtale.v1",)) == 1
