@@ -423,13 +423,11 @@ class _CoreStatements:
         histories: dict[ObjectKey, list[HistoryEntry]] = {}
         for (unit, message_type), object_ids in _by_unit_and_type(keys):
             result = await conn.execute(
-                select(*_HISTORY_COLUMNS)
-                .where(
+                select(*_HISTORY_COLUMNS).where(
                     events.c.unit == unit,
                     events.c.message_type == message_type,
                     events.c.object_id.in_(object_ids),
                 )
-                .order_by(*_FOLD_ORDER)
             )
             for r in result:
                 if r.event_id not in leave_out:
