@@ -41,10 +41,11 @@ pytest: $(STAMP)
 
 test: lint typecheck schemas-check ops-check pytest
 
-# Benchmarks print their figures and ratios, and append them to bench/RESULTS.md.
+# Benchmarks print their figures and ratios, and append them to bench/RESULTS.md. The projector
+# and gateway benchmarks use the Kafka and PostgreSQL that deploy/with-services.sh starts.
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_validation --record
-	$(BIN)/python -m bench.bench_projector --record
+	deploy/with-services.sh sh -c '$(BIN)/python -m bench.bench_projector --record && $(BIN)/python -m bench.bench_gateway --record'
 
 clean:
 	rm -rf $(VENV) .intake .pytest_cache .mypy_cache .ruff_cache

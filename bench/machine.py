@@ -45,7 +45,18 @@ def header() -> list[str]:
     cal = calibration()
     versions = ", ".join(
         f"{name} {metadata.version(name)}"
-        for name in ("fastavro", "orjson", "jsonschema", "fastjsonschema", "aiokafka")
+        for name in (
+            "fastavro",
+            "orjson",
+            "jsonschema",
+            "fastjsonschema",
+            "aiokafka",
+            "asyncpg",
+            "SQLAlchemy",
+            "uvicorn",
+            "fastapi",
+            "httpx",
+        )
     )
     return [
         f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}",
