@@ -83,10 +83,13 @@ def _run_gateway(settings: Settings, host: str, port: int, *, run_consumers: boo
 
     configure_logging()
     err.print(f"register-intake listening on http://{host}:{port}  (data: {settings.data_dir})")
+    err.print(f"Review of rejected items: http://{host}:{port}/review")
     if settings.uses_dev_issuer:
+        data = f" --data-dir {settings.data_dir}" if settings.data_dir != Path(".intake") else ""
+        err.print(f"Get a token:  intake dev-token --orgnr 974152533{data}")
         err.print(
-            "Get a token:  intake dev-token --orgnr 974152533"
-            + (f" --data-dir {settings.data_dir}" if settings.data_dir != Path(".intake") else "")
+            f"A reviewer's: intake dev-token --orgnr 974152533 --scope intake:review "
+            f"--subject <name>{data}"
         )
     uvicorn.run(
         create_app(settings, run_consumers=run_consumers),
