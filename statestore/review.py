@@ -322,6 +322,17 @@ class ReviewRepository:
             )
             return [r[0] for r in rows]
 
+    async def summaries(self, flt: ReviewFilter, limit: int) -> list[ReviewRow]:
+        """Rows of a filtered set without the items themselves (for exports), newest first."""
+        async with self._engines.reader.connect() as conn:
+            rows = await conn.execute(
+                _summary_columns()
+                .where(*_conditions(flt))
+                .order_by(review_items.c.received_at.desc(), review_items.c.item_id)
+                .limit(limit)
+            )
+            return [_row(r) for r in rows]
+
     async def get(self, item_id: str) -> ReviewRow | None:
         rows = await self.get_many([item_id])
         return rows[0] if rows else None
