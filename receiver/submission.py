@@ -222,20 +222,12 @@ class SubmissionService:
                         common,
                     )
                 )
-        started = time.perf_counter()
-        try:
-            await self._rt.event_log.produce(records)
-        except LogUnavailableError as exc:
-            self._rt.metrics.produce_errors.inc()
-            raise Problem(
-                503,
-                "log_unavailable",
-                "The event log is not available",
-                "The message was not accepted. Retry later with the same Idempotency-Key; "
-                "whatever part of it reached the log is applied only once.",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from exc
-        self._rt.metrics.produce_duration.observe(time.perf_counter() - started)
+        await produce_or_unavailable(
+            self._rt,
+            records,
+            "The message was not accepted. Retry later with the same Idempotency-Key; "
+            "whatever part of it reached the log is applied only once.",
+        )
 
     def _count(self, model: MessageModel, items: list[ExtractedItem]) -> None:
         metrics = self._rt.metrics
@@ -255,6 +247,26 @@ def _as_sent(value: Any) -> str:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
         return '{"not_kept": "nested too deeply to keep for review"}'
+
+
+async def produce_or_unavailable(
+    runtime: Runtime, records: list[ProduceRecord], detail: str
+) -> None:
+    """Store ``records`` in the event log, or answer 503 ``log_unavailable`` (with ``detail``
+    saying what the client should do) when it cannot."""
+    started = time.perf_counter()
+    try:
+        await runtime.event_log.produce(records)
+    except LogUnavailableError as exc:
+        runtime.metrics.produce_errors.inc()
+        raise Problem(
+            503,
+            "log_unavailable",
+            "The event log is not available",
+            detail,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
+    runtime.metrics.produce_duration.observe(time.perf_counter() - started)
 
 
 def _raw_block(model: MessageModel, message: Any, item: ExtractedItem) -> dict[str, Any]:

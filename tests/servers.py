@@ -9,9 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.conftest import UNIT
 
@@ -78,3 +85,24 @@ class Server:
         if subject:
             command += ["--subject", subject]
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@asynccontextmanager
+async def webhook_endpoint(
+    handle: Callable[[Request], Awaitable[Response]],
+) -> AsyncIterator[str]:
+    """A webhook receiver on a free loopback port, in this event loop: ``handle`` answers
+    ``POST /hook``; yields the URL to register."""
+    port = free_port()
+    app = Starlette(routes=[Route("/hook", handle, methods=["POST"])])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        server.should_exit = True
+        await task

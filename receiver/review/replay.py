@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from eventlog.port import LogUnavailableError, ProduceRecord
+from eventlog.port import ProduceRecord
 from intake.runtime import Runtime
-from receiver.problems import Problem
-from receiver.submission import RETRY_AFTER_SECONDS
+from receiver.submission import produce_or_unavailable
 from schemas.events import Event, event_for_item
 from statestore.review import Replayed, ReviewRepository, ReviewRow
 from validators.engine import ValidationContext
@@ -136,17 +135,9 @@ class ReplayService:
                 )
             )
         if records:
-            try:
-                await self._rt.event_log.produce(records)
-            except LogUnavailableError as exc:
-                self._rt.metrics.produce_errors.inc()
-                raise Problem(
-                    503,
-                    "log_unavailable",
-                    "The event log is not available",
-                    "Nothing was replayed; try again in a moment.",
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                ) from exc
+            await produce_or_unavailable(
+                self._rt, records, "Nothing was replayed; try again in a moment."
+            )
             await self._review.mark_replayed(
                 [
                     Replayed(c.row.item_id, c.event.event_id, c.findings)

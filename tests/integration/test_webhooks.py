@@ -15,19 +15,16 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from tests.conftest import UNIT, running_app
 from tests.integration.helpers import appointment, wait_for_status
-from tests.servers import free_port
+from tests.servers import webhook_endpoint
 
 SECRET = "s3cret-for-tests-0123456789-abcdefghij"
 
@@ -53,18 +50,9 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     hook = Receiver()
-    port = free_port()
-    app = Starlette(routes=[Route("/hook", hook.handle, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    hook.url = f"http://127.0.0.1:{port}/hook"
-    yield hook
-    server.should_exit = True
-    await task
+    async with webhook_endpoint(hook.handle) as url:
+        hook.url = url
+        yield hook
 
 
 @pytest.fixture

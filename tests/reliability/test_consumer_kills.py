@@ -22,14 +22,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from tests.conftest import fresh_postgres_database, require_service
 from tests.reliability.harness import (
@@ -42,7 +39,7 @@ from tests.reliability.harness import (
     token_for,
     wait_until_final,
 )
-from tests.servers import free_port
+from tests.servers import free_port, webhook_endpoint
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -67,18 +64,9 @@ class WebhookReceiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
     hook = WebhookReceiver()
-    port = free_port()
-    app = Starlette(routes=[Route("/hook", hook.handle, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    hook.url = f"http://127.0.0.1:{port}/hook"
-    yield hook
-    server.should_exit = True
-    await task
+    async with webhook_endpoint(hook.handle) as url:
+        hook.url = url
+        yield hook
 
 
 async def _pending(database_url: str, log_path: Path) -> int:
