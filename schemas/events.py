@@ -10,9 +10,11 @@ Ids are deterministic so that a retried submission is recognised wherever it is 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,9 +38,28 @@ def receipt_id_for(unit: str, idempotency_scope: str) -> str:
 
 
 def event_id_for(unit: str, model_key: str, body_sha256: str, item_index: int) -> str:
-    return str(
-        uuid.uuid5(_NAMESPACE, f"event\x1f{unit}\x1f{model_key}\x1f{body_sha256}\x1f{item_index}")
-    )
+    """The name-based UUID (version 5, in ``_NAMESPACE``) of ``event``, the unit, the model key,
+    the body digest and the item index joined by ``\\x1f``, as text. A message's events share
+    all but the index, so the SHA-1 of that shared prefix is computed once per message and
+    copied for each item."""
+    digest = _event_id_prefix(unit, model_key, body_sha256).copy()
+    digest.update(str(item_index).encode())
+    return _uuid5_text(digest.digest())
+
+
+@lru_cache(maxsize=64)
+def _event_id_prefix(unit: str, model_key: str, body_sha256: str) -> Any:
+    name = f"event\x1f{unit}\x1f{model_key}\x1f{body_sha256}\x1f"
+    return hashlib.sha1(_NAMESPACE.bytes + name.encode(), usedforsecurity=False)
+
+
+def _uuid5_text(sha1_digest: bytes) -> str:
+    """What ``str(uuid.UUID(bytes=sha1_digest[:16], version=5))`` gives, without the object."""
+    raw = bytearray(sha1_digest[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -372,15 +372,17 @@ def _array_type(column: Column[Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _ArrayInsert:
+class ArrayInsert:
     """``INSERT INTO table (columns) SELECT ... FROM unnest($1, $2, ...)``, where parameter i
-    holds every row's value of column i: one statement for any number of rows."""
+    holds every row's value of column i: one statement for any number of rows, run on the driver
+    (``exec_driver_sql``) without SQLAlchemy's per-row work. PostgreSQL only; the projector's
+    writes and the gateway's receipt items use it."""
 
     sql: str
     json: tuple[bool, ...]  # which columns travel as JSON text
 
     @classmethod
-    def of(cls, table: Table, columns: Sequence[str], then: str = "") -> _ArrayInsert:
+    def of(cls, table: Table, columns: Sequence[str], then: str = "") -> ArrayInsert:
         json = tuple(isinstance(table.c[c].type, JSON) for c in columns)
         arrays = ", ".join(f"${i}::{_array_type(table.c[c])}" for i, c in enumerate(columns, 1))
         names = ", ".join(columns)
@@ -470,16 +472,16 @@ class _PostgresStatements:
     """PostgreSQL: each step is one statement with a parameter per column holding that column's
     values for every row (``unnest``), run on the driver without SQLAlchemy's per-row work."""
 
-    _INSERT_EVENTS = _ArrayInsert.of(
+    _INSERT_EVENTS = ArrayInsert.of(
         events, _EVENT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
     )
-    _UPSERT_OBJECTS = _ArrayInsert.of(
+    _UPSERT_OBJECTS = ArrayInsert.of(
         objects, _OBJECT_COLUMNS, _upsert(_OBJECT_COLUMNS, _OBJECT_KEY)
     )
-    _UPSERT_VERSIONS = _ArrayInsert.of(
+    _UPSERT_VERSIONS = ArrayInsert.of(
         object_versions, _VERSION_COLUMNS, _upsert(_VERSION_COLUMNS, _VERSION_KEY)
     )
-    _INSERT_FINDINGS = _ArrayInsert.of(integrity_findings, _FINDING_COLUMNS)
+    _INSERT_FINDINGS = ArrayInsert.of(integrity_findings, _FINDING_COLUMNS)
     # One index scan per object (LATERAL; OFFSET 0 keeps the planner from flattening it into a
     # hash join that reads the whole table while it is small, testing every row against $4).
     _HISTORIES = (

@@ -17,10 +17,48 @@ from sqlalchemy import select, update
 from schemas.events import CARE_TIMEZONE
 from statestore.engine import StoreEngines
 from statestore.feed import append_changes
+from statestore.projection import ArrayInsert
 from statestore.tables import events, integrity_findings, receipt_items, receipts
 from validators.rules import rule
 
 ReserveOutcome = Literal["created", "existing", "conflict"]
+
+_ITEM_COLUMNS = tuple(c.name for c in receipt_items.c)
+_HEAD_COLUMNS = (
+    ("receipt_id", "text"),
+    ("unit", "text"),
+    ("message_type", "text"),
+    ("version", "integer"),
+    ("vendor", "text"),
+    ("software", "text"),
+    ("software_version", "text"),
+    ("idempotency_key", "text"),
+    ("body_sha256", "text"),
+    ("received_at", "timestamptz"),
+    ("stage", "text"),
+    ("item_count", "integer"),
+    ("accepted_count", "integer"),
+    ("rejected_count", "integer"),
+    ("sequence", "bigint"),
+)
+# On PostgreSQL, reserving is one statement, run on its own (autocommit): it reads the stored
+# receipt and, when there is none, inserts the receipt and all its items (one array parameter
+# per item column, $1..$7; the receipt's own values follow). A concurrent reservation of the same
+# id fails on the primary key, as separate statements in one transaction would.
+_ITEMS_OF_CREATED = ArrayInsert.of(
+    receipt_items, _ITEM_COLUMNS, "WHERE EXISTS (SELECT FROM created)"
+)
+_HEAD_FIRST = len(_ITEM_COLUMNS) + 1
+_HEAD_VALUES = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(_HEAD_COLUMNS, _HEAD_FIRST))
+# Only the tables' own names go into the text; the values travel as parameters.
+_RESERVE = (
+    f"WITH stored AS (SELECT body_sha256, stage FROM receipts "  # noqa: S608
+    f"WHERE receipt_id = ${_HEAD_FIRST}::text), "
+    f"created AS (INSERT INTO receipts ({', '.join(name for name, _ in _HEAD_COLUMNS)}) "
+    f"SELECT {_HEAD_VALUES} WHERE NOT EXISTS (SELECT FROM stored) RETURNING receipt_id), "
+    f"items AS ({_ITEMS_OF_CREATED.sql}) "
+    "SELECT body_sha256, stage FROM stored"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,55 +200,69 @@ class ReceiptRepository:
     async def reserve(self, receipt: NewReceipt) -> tuple[ReserveOutcome, str]:
         """Create the receipt in stage ``received``; report an existing one and its stage instead,
         or ``conflict`` when its idempotency scope was used for a different body."""
-        async with self._engines.writer.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(receipts.c.body_sha256, receipts.c.stage).where(
-                        receipts.c.receipt_id == receipt.receipt_id
-                    )
-                )
-            ).first()
-            if row is not None:
-                if row.body_sha256 != receipt.body_sha256:
-                    return "conflict", row.stage
-                return "existing", row.stage
-            accepted = sum(1 for i in receipt.items if i.outcome == "accepted")
-            await conn.execute(
-                receipts.insert().values(
-                    receipt_id=receipt.receipt_id,
-                    unit=receipt.unit,
-                    message_type=receipt.message_type,
-                    version=receipt.version,
-                    vendor=receipt.vendor,
-                    software=receipt.software,
-                    software_version=receipt.software_version,
-                    idempotency_key=receipt.idempotency_key,
-                    body_sha256=receipt.body_sha256,
-                    received_at=receipt.received_at,
-                    stage="received",
-                    item_count=len(receipt.items),
-                    accepted_count=accepted,
-                    rejected_count=len(receipt.items) - accepted,
-                    sequence=receipt.sequence,
-                )
+        rows = [
+            (
+                receipt.receipt_id,
+                i.item_index,
+                i.path,
+                i.object_id,
+                i.event_id,
+                i.outcome,
+                i.findings,
             )
-            if receipt.items:
-                await conn.execute(
-                    receipt_items.insert(),
-                    [
-                        {
-                            "receipt_id": receipt.receipt_id,
-                            "item_index": i.item_index,
-                            "path": i.path,
-                            "object_id": i.object_id,
-                            "event_id": i.event_id,
-                            "outcome": i.outcome,
-                            "findings": i.findings,
-                        }
-                        for i in receipt.items
-                    ],
-                )
-        return "created", "received"
+            for i in receipt.items
+        ]
+        accepted = sum(1 for i in receipt.items if i.outcome == "accepted")
+        head = (
+            receipt.receipt_id,
+            receipt.unit,
+            receipt.message_type,
+            receipt.version,
+            receipt.vendor,
+            receipt.software,
+            receipt.software_version,
+            receipt.idempotency_key,
+            receipt.body_sha256,
+            receipt.received_at,
+            "received",
+            len(receipt.items),
+            accepted,
+            len(receipt.items) - accepted,
+            receipt.sequence,
+        )
+        row: Any
+        if self._engines.dialect == "postgresql":
+            if receipt.received_at.tzinfo is None:
+                raise ValueError("naive datetimes are not stored")
+            items = _ITEMS_OF_CREATED.parameters(rows) if rows else ([],) * len(_ITEM_COLUMNS)
+            async with self._engines.writer.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                row = (await conn.exec_driver_sql(_RESERVE, (*items, *head))).first()
+        else:
+            async with self._engines.writer.begin() as conn:
+                row = (
+                    await conn.execute(
+                        select(receipts.c.body_sha256, receipts.c.stage).where(
+                            receipts.c.receipt_id == receipt.receipt_id
+                        )
+                    )
+                ).first()
+                if row is None:
+                    await conn.execute(
+                        receipts.insert().values(
+                            dict(zip((name for name, _ in _HEAD_COLUMNS), head, strict=True))
+                        )
+                    )
+                    if rows:
+                        await conn.execute(
+                            receipt_items.insert(),
+                            [dict(zip(_ITEM_COLUMNS, r, strict=True)) for r in rows],
+                        )
+        if row is None:
+            return "created", "received"
+        if row.body_sha256 != receipt.body_sha256:
+            return "conflict", row.stage
+        return "existing", row.stage
 
     async def mark_validated(self, receipt_id: str, unit: str) -> None:
         async with self._engines.writer.begin() as conn:

@@ -26,7 +26,13 @@ from statestore.projection import (
     SourcedEvent,
     StateRepository,
 )
-from statestore.receipts import NewReceipt, NewReceiptItem, ReceiptRepository
+from statestore.receipts import (
+    Completeness,
+    NewReceipt,
+    NewReceiptItem,
+    ReceiptRepository,
+    ReceiptView,
+)
 from statestore.tables import metadata
 from tests.conftest import fresh_postgres_database, require_service
 
@@ -259,6 +265,27 @@ async def test_receipt_lifecycle_and_derived_statuses(engines: StoreEngines) -> 
     assert view is not None
     assert [i.status for i in view.items] == ["duplicate", "rejected"]
     assert await receipts.get("missing") is None
+
+
+async def test_reserved_receipt_keeps_every_item_and_its_header(engines: StoreEngines) -> None:
+    receipts = ReceiptRepository(engines)
+    events = [
+        _event(f"O-{i}", status=1, valid=T0, recorded=T0, receipt_id="r-many", index=i)
+        for i in range(600)
+    ]
+    receipt = dataclasses.replace(_receipt("r-many", "d" * 64, events), sequence=2**40)
+    assert await receipts.reserve(receipt) == ("created", "received")
+    # A second reservation finds the first and adds nothing.
+    assert await receipts.reserve(receipt) == ("existing", "received")
+    view = await receipts.get("r-many")
+    assert view is not None
+    stored, sent = view.as_dict(), ReceiptView.preview(receipt, stage="received").as_dict()
+    assert stored["submission"] == sent["submission"]
+    assert [{**i, "status": None} for i in stored["items"]] == [
+        {**i, "status": None} for i in sent["items"]
+    ]
+    assert [i.status for i in view.items] == ["received"] * 600 + ["rejected"]
+    assert await Completeness(engines).sequences("974152533") == [2**40]
 
 
 async def test_timestamps_come_back_in_utc(engines: StoreEngines) -> None:
