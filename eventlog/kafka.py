@@ -243,6 +243,13 @@ class KafkaEventLog:
             raise LogUnavailableError("kafka log is not started")
         return self._producer, self._admin, self._offsets
 
+    def _topic_configs(self) -> dict[str, str]:
+        configs = {"max.message.bytes": str(self._max_request_size)}
+        if self._replication_factor > 1:
+            # acks=all then needs all but one replica: one broker may be down.
+            configs["min.insync.replicas"] = str(self._replication_factor - 1)
+        return configs
+
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         missing = [t for t in dict.fromkeys(topics) if t not in self._ready_topics]
         if not missing:
@@ -253,7 +260,7 @@ class KafkaEventLog:
                 name=topic,
                 num_partitions=self._default_partitions,
                 replication_factor=self._replication_factor,
-                topic_configs={"max.message.bytes": str(self._max_request_size)},
+                topic_configs=self._topic_configs(),
             )
             for topic in missing
         ]

@@ -95,6 +95,7 @@ def build_event_log(settings: Settings) -> EventLog:
         return KafkaEventLog(
             settings.kafka_bootstrap,
             default_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
             compression_type=None
             if settings.kafka_compression == "none"
             else settings.kafka_compression,

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     topic_prefix: str = "intake"
     topic_partitions: int = Field(default=3, ge=1, le=256)
+    # Topics a process creates because they are missing get this many replicas (3 on a
+    # production cluster; with more than one, min.insync.replicas is one less, so acks=all
+    # survives one broker down).
+    topic_replication_factor: int = Field(default=1, ge=1, le=7)
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # --- state store -----------------------------------------------------------------------
