@@ -43,6 +43,24 @@ def rejected_message(object_id: str, *, unit: str = UNIT) -> list[dict[str, Any]
     return message
 
 
+async def import_corrected_codelist(settings: Settings, tmp_path: Path) -> None:
+    """Import the consultation-type list with the code NY added, as an operator would (the CLI
+    runs its own event loop: call it from a thread, as if from another process)."""
+    tsv = tmp_path / "konsultasjonstype.tsv"
+    tsv.write_text(
+        "code\tdisplay\tactive\teffective\nPQ\tPlanlagt\t1\t2020-01-01\n"
+        "NY\tNy type\t1\t2024-01-01\n",
+        encoding="utf-8",
+    )
+    imported = await asyncio.to_thread(
+        runner.invoke,
+        app,
+        ["codelists", "import", str(tsv), "--id", "hst-konsultasjonstype",
+         "--title", "KPR konsultasjonstype", "--data-dir", str(settings.data_dir)],
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+
+
 async def wait_for_items(
     client: httpx.AsyncClient, headers: dict[str, str], count: int, **query: str
 ) -> dict[str, Any]:
@@ -211,19 +229,7 @@ async def test_replay_after_a_code_list_fix_updates_the_senders_receipt(
     assert [f["rule_id"] for f in before["checks"][0]["findings"]] == ["KOD-001"]
     assert before["checks"][0]["findings"][0]["path"].startswith("/0/avtale/1/")
 
-    tsv = tmp_path / "konsultasjonstype.tsv"
-    tsv.write_text(
-        "code\tdisplay\tactive\teffective\nPQ\tPlanlagt\t1\t2020-01-01\n"
-        "NY\tNy type\t1\t2024-01-01\n",
-        encoding="utf-8",
-    )
-    imported = await asyncio.to_thread(
-        runner.invoke,
-        app,
-        ["codelists", "import", str(tsv), "--id", "hst-konsultasjonstype",
-         "--title", "KPR konsultasjonstype", "--data-dir", str(settings.data_dir)],
-    )  # fmt: skip
-    assert imported.exit_code == 0, imported.output
+    await import_corrected_codelist(settings, tmp_path)
 
     preview = (
         await client.post("/v1/review/replay/preview", json=selection, headers=reviewer)
@@ -312,15 +318,7 @@ async def test_replay_from_the_command_line(
     refused = await asyncio.to_thread(runner.invoke, app, [*common, "--status", "open"])
     assert refused.exit_code == 2
 
-    tsv = tmp_path / "konsultasjonstype.tsv"
-    tsv.write_text("code\tdisplay\tactive\teffective\nNY\tNy\t1\t2024-01-01\n", encoding="utf-8")
-    imported = await asyncio.to_thread(
-        runner.invoke,
-        app,
-        ["codelists", "import", str(tsv), "--id", "hst-konsultasjonstype",
-         "--title", "KPR konsultasjonstype", "--data-dir", str(settings.data_dir)],
-    )  # fmt: skip
-    assert imported.exit_code == 0, imported.output
+    await import_corrected_codelist(settings, tmp_path)
     applied = await asyncio.to_thread(
         runner.invoke, app, [*common, "--apply", "--actor", "nattjobb"]
     )
