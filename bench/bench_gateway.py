@@ -77,6 +77,8 @@ IN_FLIGHT = 8  # requests in flight per gateway process in the as-fast-as-possib
 SECONDS = 15.0  # each load phase
 ROUNDS = 3  # a phase alternates ours and the reference this many times
 ONE_ITEM_RATE = 25.0  # one-item messages per second
+# py-spy output: "flamegraph" (an SVG to look at) or "raw" (collapsed stacks to add up by hand)
+PROFILE_FORMAT = os.environ.get("BENCH_PROFILE_FORMAT", "flamegraph")
 BIG_MESSAGE_BYTES = 15_000_000  # under the 15 MiB body limit
 # The documented bound for one gateway process handling a 15 MB message (docs/scaling.md).
 MEMORY_BOUND_MIB = 1024
@@ -819,8 +821,10 @@ def _start_profile(
             str(int(seconds)),
             "--rate",
             "200",
+            "--format",
+            PROFILE_FORMAT,
             "--output",
-            str(directory / "gateway.svg"),
+            str(directory / ("gateway.txt" if PROFILE_FORMAT == "raw" else "gateway.svg")),
             "--nonblocking",
         ]
     )

@@ -104,7 +104,12 @@ def create_engines(url: str) -> StoreEngines:
         json_deserializer=orjson.loads,
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,
+        # No ping before each checkout (it cost a round trip, ≈0.4 ms, on every transaction). A
+        # connection found dead in use fails that request with 503 store_unavailable (the client
+        # retries) and makes SQLAlchemy discard every connection pooled before it; the
+        # consumers retry with backoff. Recycling bounds how long an idle connection is kept.
+        pool_pre_ping=False,
+        pool_recycle=1800,
     )
     _connect_failures_as_operational_errors(engine)
     return StoreEngines(engine, engine, parsed.get_backend_name())

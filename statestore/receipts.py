@@ -9,7 +9,7 @@ receipt row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import select, update
@@ -58,6 +58,14 @@ _RESERVE = (
     f"SELECT {_HEAD_VALUES} WHERE NOT EXISTS (SELECT FROM stored) RETURNING receipt_id), "
     f"items AS ({_ITEMS_OF_CREATED.sql}) "
     "SELECT body_sha256, stage FROM stored"
+)
+
+# The change row is what feed.append_changes writes, with the transaction id it orders by.
+_MARK_VALIDATED = (
+    "WITH marked AS (UPDATE receipts SET stage = 'validated' "
+    "WHERE receipt_id = $1::text AND stage = 'received' RETURNING unit, receipt_id) "
+    "INSERT INTO receipt_changes (txid, unit, receipt_id, kind, changed_at) "
+    "SELECT pg_current_xact_id()::text::bigint, unit, receipt_id, 'validated', $2 FROM marked"
 )
 
 
@@ -265,13 +273,23 @@ class ReceiptRepository:
         return "existing", row.stage
 
     async def mark_validated(self, receipt_id: str, unit: str) -> None:
+        """Move a receipt from ``received`` to ``validated`` (its events are in the log) and put
+        the change on the feed; a receipt already past ``received`` is left alone."""
+        if self._engines.dialect == "postgresql":
+            # One autocommitted statement: a round trip instead of BEGIN, UPDATE, INSERT, COMMIT
+            # (≈1 ms of a one-item message's answer, see bench/RESULTS.md).
+            async with self._engines.writer.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql(_MARK_VALIDATED, (receipt_id, datetime.now(UTC)))
+            return
         async with self._engines.writer.begin() as conn:
-            await conn.execute(
+            marked = await conn.execute(
                 update(receipts)
-                .where(receipts.c.receipt_id == receipt_id)
+                .where(receipts.c.receipt_id == receipt_id, receipts.c.stage == "received")
                 .values(stage="validated")
             )
-            await append_changes(conn, [(unit, receipt_id, "validated")])
+            if marked.rowcount:
+                await append_changes(conn, [(unit, receipt_id, "validated")])
 
     async def get(self, receipt_id: str) -> ReceiptView | None:
         async with self._engines.reader.connect() as conn:

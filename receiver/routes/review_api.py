@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1/review", tags=["review"])
 MAX_BULK = 10_000
 
 
-def get_review(runtime: RuntimeDep) -> ReviewRepository:
+async def get_review(runtime: RuntimeDep) -> ReviewRepository:  # async: see receiver.deps
     return ReviewRepository(runtime.engines)
 
 
