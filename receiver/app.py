@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -142,6 +143,10 @@ def create_app(
                     app.state.consumers[name] = consumer
                     runtime.metrics.watch_consumer(name, consumer)
                     tasks.append(asyncio.create_task(consumer.run(stop), name=name))
+            # Everything loaded so far (catalogue, code lists, schemas: ~150,000 objects) lives as
+            # long as the process. Frozen, the collector no longer walks it: a full collection
+            # took ~100 ms before, a stall in whichever requests were in flight.
+            gc.freeze()
             try:
                 yield
             finally:

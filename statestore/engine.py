@@ -110,6 +110,7 @@ def create_engines(url: str) -> StoreEngines:
         # consumers retry with backoff. Recycling bounds how long an idle connection is kept.
         pool_pre_ping=False,
         pool_recycle=1800,
+        pool_use_lifo=True,
     )
     _connect_failures_as_operational_errors(engine)
     return StoreEngines(engine, engine, parsed.get_backend_name())
