@@ -113,7 +113,7 @@ def _consume(
     from prometheus_client import CollectorRegistry
 
     from intake.metrics import serve_metrics
-    from intake.runtime import open_runtime
+    from intake.runtime import open_runtime, settle_heap
 
     configure_logging()
     registry = CollectorRegistry()
@@ -124,6 +124,7 @@ def _consume(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with open_runtime(settings, registry) as runtime:
+            settle_heap()
             consumer = make(runtime)
             runtime.metrics.watch_consumer(name, consumer)
             stop_metrics = (

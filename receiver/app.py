@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 import uuid
@@ -26,7 +25,7 @@ from consumers.webhooks import WebhookDispatcher
 from intake import __version__
 from intake.logs import begin_request_log, end_request_log
 from intake.metrics import ConsumerName, Metrics
-from intake.runtime import Runtime, open_runtime
+from intake.runtime import Runtime, open_runtime, settle_heap
 from intake.settings import Settings
 from receiver.auth import verifier_for
 from receiver.cursors import cursor_codec_for
@@ -114,13 +113,6 @@ async def _refresh_codelists(runtime: Runtime, stop: asyncio.Event) -> None:
             log.exception("code lists could not be reloaded")
 
 
-# A 500-item message allocates ~20,000 containers that live until it is answered; with the default
-# first threshold (700) the collector walked them some thirty times per message. Almost nothing
-# here forms cycles (reference counting frees it), so collecting every 50,000 allocations costs a
-# few MB at most and gave ~10 % more items/s (bench/RESULTS.md).
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
 def create_app(
     settings: Settings,
     *,
@@ -150,12 +142,7 @@ def create_app(
                     app.state.consumers[name] = consumer
                     runtime.metrics.watch_consumer(name, consumer)
                     tasks.append(asyncio.create_task(consumer.run(stop), name=name))
-            # Everything loaded so far (catalogue, code lists, schemas: ~150,000 objects) lives as
-            # long as the process. Frozen, the collector no longer walks it: a full collection
-            # took ~100 ms before, a stall in whichever requests were in flight. Then collect
-            # less often than the default: see GC_THRESHOLDS.
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
+            settle_heap()
             try:
                 yield
             finally:
