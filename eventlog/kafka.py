@@ -282,15 +282,53 @@ class KafkaEventLog:
         await self.ensure_topics([r.topic for r in records])
         producer, _, _ = self._started()
         async with _broker_call(f"produce {len(records)} records", self._timeout):
-            # send() only queues a record (batched by partition); the futures resolve once the
-            # broker has acknowledged the batch holding it. Cancelling them (on timeout) does not
-            # unsend anything, and aiokafka consumes the exceptions of failed batches itself.
-            futures = [
-                await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
-                for r in records
-            ]
-            stored: list[Any] = await asyncio.gather(*futures)
-        return [(TopicPartition(m.topic, int(m.partition)), int(m.offset)) for m in stored]
+            # Records are partitioned here and handed to the producer as whole batches, one
+            # partition's in order: per record, aiokafka's send() (its checks, partitioning
+            # and a future each) cost more than appending to a batch (bench/RESULTS.md).
+            counts = {t: len(await producer.partitions_for(t)) for t in {r.topic for r in records}}
+            by_partition: dict[tuple[str, int], list[int]] = {}
+            for i, r in enumerate(records):
+                tp = (r.topic, partition_for(r.key, counts[r.topic]))
+                by_partition.setdefault(tp, []).append(i)
+            sent = await asyncio.gather(
+                *(
+                    self._send_batches(producer, topic, partition, [records[i] for i in indexes])
+                    for (topic, partition), indexes in by_partition.items()
+                )
+            )
+        stored: list[tuple[TopicPartition, int]] = [(TopicPartition("", -1), -1)] * len(records)
+        for ((topic, partition), indexes), offsets in zip(by_partition.items(), sent, strict=True):
+            for i, offset in zip(indexes, offsets, strict=True):
+                stored[i] = (TopicPartition(topic, partition), offset)
+        return stored
+
+    @staticmethod
+    async def _send_batches(
+        producer: Any, topic: str, partition: int, records: list[ProduceRecord]
+    ) -> list[int]:
+        """Send one partition's records as full batches, in order; their offsets once the broker
+        has acknowledged every batch. Cancelling (on timeout) does not unsend a queued batch."""
+        acknowledged: list[tuple[Any, int]] = []  # (future, records in the batch)
+        batch, in_batch = producer.create_batch(), 0
+        for r in records:
+            appended = batch.append(
+                key=r.key, value=r.value, timestamp=None, headers=list(r.headers)
+            )
+            if appended is None:  # full: send it, start the next (a first record always fits)
+                acknowledged.append(
+                    (await producer.send_batch(batch, topic, partition=partition), in_batch)
+                )
+                batch, in_batch = producer.create_batch(), 0
+                batch.append(key=r.key, value=r.value, timestamp=None, headers=list(r.headers))
+            in_batch += 1
+        acknowledged.append(
+            (await producer.send_batch(batch, topic, partition=partition), in_batch)
+        )
+        offsets: list[int] = []
+        for future, count in acknowledged:
+            base = int((await future).offset)
+            offsets.extend(range(base, base + count))
+        return offsets
 
     async def end_offsets(self, topic: str) -> dict[TopicPartition, int]:
         await self.ensure_topics([topic])
