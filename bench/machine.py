@@ -56,6 +56,7 @@ def header() -> list[str]:
             "uvicorn",
             "fastapi",
             "httpx",
+            "aiohttp",
         )
     )
     return [

@@ -160,3 +160,48 @@ def test_unit_from_authorization_details(key: ECKey, verifier: TokenVerifier) ->
     parent_only = [{"type": "helseid_authorization", "organization_number": "NO:ORGNR:974152533"}]
     token = _sign(key, _claims(**{CLAIM_ORGNR_PARENT: None, "authorization_details": parent_only}))
     assert verifier.verify(token).unit == "974152533"
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    key: ECKey, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    check = verifier._verify
+
+    def counting(token: str, keys: Any) -> Any:
+        checks.append(token)
+        return check(token, keys)
+
+    monkeypatch.setattr(verifier, "_verify", counting)
+    token = _sign(key, _claims(exp=int(time.time()) + 30))
+    assert (await verifier.verify_async(token)).unit == "974152533"
+    assert (await verifier.verify_async(token)).unit == "974152533"
+    assert len(checks) == 1  # the second request did not check the signature again
+
+    # Past its exp the token is checked again, and refused (leeway 5 s).
+    later = time.time() + 40
+    monkeypatch.setattr(time, "time", lambda: later)  # for the cache and joserfc's exp check
+    with pytest.raises(AuthError):
+        await verifier.verify_async(token)
+    assert len(checks) == 2
+
+
+async def test_a_refused_token_is_not_remembered(key: ECKey, verifier: TokenVerifier) -> None:
+    token = _sign(key, _claims(aud="another-api"))
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await verifier.verify_async(token)
+    assert verifier._verified == {}
+
+
+async def test_a_new_key_set_forgets_what_the_old_one_verified(
+    key: ECKey, verifier: TokenVerifier
+) -> None:
+    from joserfc.jwk import KeySet
+
+    token = _sign(key, _claims())
+    await verifier.verify_async(token)
+    other = ECKey.generate_key("P-256", private=True, auto_kid=True)
+    verifier._keys = KeySet.import_key_set({"keys": [other.as_dict(private=False)]})
+    with pytest.raises(AuthError):  # as after a JWKS refresh that withdrew the key
+        await verifier.verify_async(token)
