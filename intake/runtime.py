@@ -57,9 +57,16 @@ class CodeLists:
         self._repository = repository
         self._samples = CodeListRegistry(load_samples())
         self.registry = self._samples
+        self._stamps: frozenset[tuple[str, datetime]] | None = None  # of the lists loaded
 
     async def refresh(self) -> None:
+        # Reload only after an import: a national list holds ~100,000 codes, and rebuilding the
+        # registry every minute regardless stalled whatever requests were in flight.
+        stamps = await self._repository.stamps()
+        if stamps == self._stamps:
+            return
         self.registry = self._samples.with_lists(await self._repository.load_all())
+        self._stamps = stamps
 
 
 @dataclass(frozen=True)

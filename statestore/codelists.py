@@ -44,6 +44,12 @@ class CodeListRepository:
                     ],
                 )
 
+    async def stamps(self) -> frozenset[tuple[str, datetime]]:
+        """(id, imported at) of every stored list: a cheap read that changes with any import."""
+        async with self._engines.reader.connect() as conn:
+            rows = await conn.execute(select(codelists.c.codelist_id, codelists.c.imported_at))
+            return frozenset((r.codelist_id, r.imported_at) for r in rows)
+
     async def load_all(self) -> list[CodeList]:
         async with self._engines.reader.connect() as conn:
             heads = (await conn.execute(select(codelists))).all()

@@ -62,6 +62,9 @@ async def test_an_imported_list_replaces_the_sample_for_validation(
     assert result.exit_code == 0, result.output
     runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
     await runtime.codelists.refresh()  # what the periodic refresh does
+    loaded = runtime.codelists.registry
+    await runtime.codelists.refresh()  # nothing imported since: nothing reloaded
+    assert runtime.codelists.registry is loaded
 
     message[0]["avtale"][0]["avtaleId"] = "CL-2"
     after = (await client.post(URL, json=message, headers=auth)).json()
