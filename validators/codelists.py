@@ -39,6 +39,9 @@ class MemberState:
     display: str = ""
 
 
+_MEMO_MAX = 100_000  # (code, date) answers kept per list
+
+
 @dataclass(frozen=True, slots=True)
 class Membership:
     """What a code list says of one code on one date."""
@@ -56,6 +59,7 @@ class CodeList:
     states: list[MemberState] = field(default_factory=list)
     _by_code: dict[str, tuple[list[date], list[MemberState]]] = field(default_factory=dict)
     _effective_dates: list[date] = field(default_factory=list)
+    _memo: dict[tuple[str, date], Membership] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._index()
@@ -66,6 +70,7 @@ class CodeList:
             by_code.setdefault(state.code, []).append(state)
         self._by_code = {c: ([s.effective for s in ss], ss) for c, ss in by_code.items()}
         self._effective_dates = sorted({s.effective for s in self.states})
+        self._memo.clear()
 
     @property
     def versions(self) -> list[date]:
@@ -80,6 +85,17 @@ class CodeList:
         return f"{label} (sample)" if self.sample else label
 
     def lookup(self, code: str, on: date) -> Membership:
+        # Memoised: a message repeats its codes and dates, and a list does not change once
+        # built (an import builds a new one). Codes are not personal data.
+        key = (code, on)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            found = self._memo[key] = self._lookup(code, on)
+        return found
+
+    def _lookup(self, code: str, on: date) -> Membership:
         version = self.version_on(on)
         if version is None:
             return Membership("no_version", None)

@@ -19,7 +19,7 @@ is an error; before that date its errors are reported as warnings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -88,32 +88,38 @@ class _Field:
     annotations: Mapping[str, Any]
     pointer: str = ""  # the JSON pointer suffix, when the path crosses no array
 
-    def values(self, record: Any) -> Iterator[tuple[str, Any]]:
+    def values(self, record: Any) -> list[tuple[str, Any]]:
         """(JSON pointer suffix, value) for every non-null occurrence in ``record``."""
         if "*" in self.path:
-            yield from _walk(record, self.path, "")
-            return
-        node = record  # the common case, without the recursive walk
+            return _walk(record, self.path, "")
+        node = record  # the common case, without the walk
         for part in self.path:
             if not isinstance(node, dict):
-                return
+                return []
             node = node.get(part)
-        if node is not None:
-            yield self.pointer, node
+        return [] if node is None else [(self.pointer, node)]
 
 
-def _walk(node: Any, path: tuple[str, ...], pointer: str) -> Iterator[tuple[str, Any]]:
-    if not path:
-        if node is not None:
-            yield pointer, node
-        return
-    head, rest = path[0], path[1:]
-    if head == "*":
-        if isinstance(node, list):
-            for i, element in enumerate(node):
-                yield from _walk(element, rest, f"{pointer}/{i}")
-    elif isinstance(node, dict):
-        yield from _walk(node.get(head), rest, f"{pointer}/{head}")
+def _walk(
+    node: Any, path: tuple[str, ...], pointer: str, at: int = 0, out: list[Any] | None = None
+) -> list[tuple[str, Any]]:
+    """The non-null values at ``path`` (``*`` for every element of an array) under ``node``.
+    A list is filled rather than a generator chained: this runs a few times for every item."""
+    if out is None:
+        out = []
+    while at < len(path):
+        head = path[at]
+        if head == "*":
+            if isinstance(node, list):
+                for i, element in enumerate(node):
+                    _walk(element, path, f"{pointer}/{i}", at + 1, out)
+            return out
+        if not isinstance(node, dict):
+            return out
+        node, pointer, at = node.get(head), f"{pointer}/{head}", at + 1
+    if node is not None:
+        out.append((pointer, node))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
