@@ -121,13 +121,16 @@ launch() {
   # stdin/stdout/stderr all redirected so a caller capturing our output does not wait on the broker.
   nohup "${JAVA[@]}" -Xmx512m -Djava.awt.headless=true kafka.Kafka "$RUN/server.properties" \
     </dev/null >>"$RUN/kafka.out" 2>&1 &
-  echo $! >"$RUN/kafka.pid"
+  local pid=$!
+  echo "$pid" >"$RUN/kafka.pid"
 
-  # Ready = port accepts TCP and the server logged its startup line.
+  # Ready = port accepts TCP and the server logged its startup line. Liveness by the pid itself:
+  # running_pid's command-line check can run before the child has exec'd java, and then it
+  # reported a broker that was starting fine as exited.
   local deadline=$((SECONDS + START_TIMEOUT))
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
         && grep -q "Kafka Server started" "$RUN/kafka.log" 2>/dev/null; do
-    running_pid "$RUN" >/dev/null || fail_start "broker exited during startup"
+    kill -0 "$pid" 2>/dev/null || fail_start "broker exited during startup"
     ((SECONDS < deadline)) || fail_start "broker not ready after ${START_TIMEOUT}s"
     sleep 0.2
   done
