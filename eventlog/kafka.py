@@ -67,12 +67,13 @@ log = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 # ... and the request, batch and fetch size that carries one (record framing and batch header).
 DEFAULT_MAX_REQUEST_SIZE = MAX_RECORD_BYTES + 1024 * 1024
-# How the producer batches records (aiokafka's names). No linger: while a produce request is in
-# flight, the records sent meanwhile gather into the next batch anyway, so waiting only adds
-# latency (one-item messages' p50 went from about 32 to 20 ms, with no loss of throughput for
-# 500-item messages); larger batches than 16 KiB did not raise throughput either. Measured with
-# bench/bench_gateway.py, whose bare reference producer uses the same values (bench/RESULTS.md).
-PRODUCER_SETTINGS: dict[str, int] = {"linger_ms": 0, "max_batch_size": 16384}
+# How the producer batches records (aiokafka's names). No linger: the records of a message are
+# handed over at once (see ``produce``), so waiting only adds latency (one-item messages' p50 went
+# from about 32 to 20 ms). Batches of up to 1 MiB: a 500-item message's share of one partition
+# (~70 KB) travels as one batch; at 16 KiB it was five or more, and two gateways under full load
+# queued so many that some waited past the produce timeout (503). Measured with
+# bench/bench_gateway.py (bench/RESULTS.md).
+PRODUCER_SETTINGS: dict[str, int] = {"linger_ms": 0, "max_batch_size": 1048576}
 
 # What a broker call may raise when the log is unreachable, overloaded or mid-rebalance.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (

@@ -262,6 +262,7 @@ async def produce_or_unavailable(
         await runtime.event_log.produce(records)
     except LogUnavailableError as exc:
         runtime.metrics.produce_errors.inc()
+        log.warning("log_unavailable: %s", exc)
         raise Problem(
             503,
             "log_unavailable",
