@@ -2,8 +2,9 @@
 
 Producing uses one idempotent producer (``acks="all"``, ``enable_idempotence=True``): ``produce``
 returns only once every in-sync replica has each record, and the producer's own retries can neither
-duplicate nor reorder records within a partition, so one call's records for a key get contiguous
-offsets in the order given. Records are partitioned with :func:`eventlog.partitioner.partition_for`
+duplicate nor reorder records within a partition, so one call's records for a key get increasing
+offsets in the order given (another call's batch may fall between two of its batches). Records
+are partitioned here with :func:`eventlog.partitioner.partition_for`
 (Kafka's default murmur2 partitioner), the function the embedded log uses too, so an object's
 events land in the same partition number whichever adapter wrote them.
 
