@@ -298,11 +298,11 @@ class KafkaEventLog:
                     for (topic, partition), indexes in by_partition.items()
                 )
             )
-        stored: list[tuple[TopicPartition, int]] = [(TopicPartition("", -1), -1)] * len(records)
+        placed: dict[int, tuple[TopicPartition, int]] = {}  # record index → where it went
         for ((topic, partition), indexes), offsets in zip(by_partition.items(), sent, strict=True):
-            for i, offset in zip(indexes, offsets, strict=True):
-                stored[i] = (TopicPartition(topic, partition), offset)
-        return stored
+            tp = TopicPartition(topic, partition)
+            placed.update((i, (tp, offset)) for i, offset in zip(indexes, offsets, strict=True))
+        return [placed[i] for i in range(len(records))]
 
     @staticmethod
     async def _send_batches(
