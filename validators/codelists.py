@@ -59,7 +59,9 @@ class CodeList:
     states: list[MemberState] = field(default_factory=list)
     _by_code: dict[str, tuple[list[date], list[MemberState]]] = field(default_factory=dict)
     _effective_dates: list[date] = field(default_factory=list)
-    _memo: dict[tuple[str, date], Membership] = field(default_factory=dict, repr=False)
+    _memo: dict[tuple[str, date], Membership] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self._index()
