@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import UNIT
+from tests.integration.helpers import appointment
 
 ROOT = Path(__file__).resolve().parents[2]
 INTAKE = str(Path(sys.executable).parent / "intake")
@@ -124,6 +125,17 @@ class Service:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
+async def migrate_store(data_dir: Path, env: Mapping[str, str], services: list[Service]) -> None:
+    """Run ``intake migrate`` for ``data_dir`` with ``env`` to completion (it joins ``services``,
+    so teardown reaps it); fails with its log if it does not exit 0."""
+    migrate = Service(
+        ["migrate", "--data-dir", str(data_dir)], env, data_dir.parent / "migrate.log"
+    )
+    services.append(migrate)
+    migrate.start()
+    assert await migrate.wait() == 0, migrate.tail()
+
+
 def token_for(data_dir: Path, *scopes: str, orgnr: str = UNIT) -> str:
     command = [INTAKE, "dev-token", "--orgnr", orgnr, "--data-dir", str(data_dir)]
     for scope in scopes or ("intake:report",):
@@ -139,24 +151,12 @@ def appointments(
     """One HST_Avtale message with an appointment per object id; those in ``invalid`` carry an
     attendance status outside its code list, so validation rejects them (KOD-001)."""
     refused = set(invalid)
-    return [
-        {
-            "orgNr": unit,
-            "kommuneNr": "0301",
-            "avtale": [
-                {
-                    "avtaleId": object_id,
-                    "datoTid": "2024-05-10T09:30:00+02:00",
-                    "konsultasjonType": "PQ",
-                    "journalId": f"J-{object_id}",
-                    "oppmoteStatus": 9 if object_id in refused else 1,
-                    "avdeling": {"lokalenhetId": "HS-1"},
-                    "person": {"personId": f"P-{object_id}", "fodselsNr": "15031245610"},
-                }
-                for object_id in object_ids
-            ],
-        }
+    message = appointment("", unit=unit)
+    message[0]["avtale"] = [
+        appointment(o, status=9 if o in refused else 1, journal=f"J-{o}", unit=unit)[0]["avtale"][0]
+        for o in object_ids
     ]
+    return message
 
 
 @dataclass

@@ -35,6 +35,7 @@ from tests.reliability.harness import (
     Service,
     appointments,
     count_store,
+    migrate_store,
     send_until_acknowledged,
     token_for,
     wait_until_final,
@@ -126,10 +127,7 @@ async def test_killed_consumers_leave_every_receipt_final_and_every_item_applied
         "INTAKE_WEBHOOK_BACKOFF_SECONDS": "0.2",
         "INTAKE_WEBHOOK_TIMEOUT_SECONDS": "2",
     }
-    migrate = Service(["migrate", "--data-dir", str(data_dir)], env, tmp_path / "migrate.log")
-    services.append(migrate)
-    migrate.start()
-    assert await migrate.wait() == 0, migrate.tail()
+    await migrate_store(data_dir, env, services)
     port = free_port()
     gateway = Service(
         ["gateway", "--port", str(port), "--data-dir", str(data_dir)], env, tmp_path / "gw.log"

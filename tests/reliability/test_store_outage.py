@@ -25,6 +25,7 @@ from tests.reliability.harness import (
     appointments,
     count_store,
     metric,
+    migrate_store,
     send_until_acknowledged,
     service_script,
     token_for,
@@ -59,10 +60,7 @@ async def test_postgres_restart_under_load_loses_nothing_and_applies_nothing_twi
         "INTAKE_CONSUMER_POLL_SECONDS": "0.1",
         "INTAKE_RATE_LIMIT_PER_MINUTE": "1000000",
     }
-    migrate = Service(["migrate", "--data-dir", str(data_dir)], env, tmp_path / "migrate.log")
-    services.append(migrate)
-    migrate.start()
-    assert await migrate.wait() == 0, migrate.tail()
+    await migrate_store(data_dir, env, services)
 
     port, metrics_port = free_port(), free_port()
     gateway = Service(
