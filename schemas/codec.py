@@ -11,6 +11,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.avro_writer import compile_writer
+
 MAGIC = b"\xc3\x01"
 
 
@@ -26,8 +28,16 @@ class AvroCodec:
             fingerprint(to_parsing_canonical_form(self.parsed), "CRC-64-AVRO")
         )
         self.header = MAGIC + self.fingerprint
+        self._write = compile_writer(self.parsed, self.header)  # type: ignore[arg-type]
 
     def encode(self, datum: Any) -> bytes:
+        try:
+            return self._write(datum)
+        except Exception:  # anything unusual (or invalid) is fastavro's to decide
+            return self.encode_with_fastavro(datum)
+
+    def encode_with_fastavro(self, datum: Any) -> bytes:
+        """The reference encoding; the generated writer must give the same bytes."""
         out = io.BytesIO()
         out.write(self.header)
         fastavro.schemaless_writer(out, self.parsed, datum)
