@@ -19,7 +19,7 @@ is an error; before that date its errors are reported as warnings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -86,40 +86,6 @@ class _Field:
 
     path: tuple[str, ...]
     annotations: Mapping[str, Any]
-    pointer: str = ""  # the JSON pointer suffix, when the path crosses no array
-
-    def values(self, record: Any) -> list[tuple[str, Any]]:
-        """(JSON pointer suffix, value) for every non-null occurrence in ``record``."""
-        if "*" in self.path:
-            return _walk(record, self.path, "")
-        node = record  # the common case, without the walk
-        for part in self.path:
-            if not isinstance(node, dict):
-                return []
-            node = node.get(part)
-        return [] if node is None else [(self.pointer, node)]
-
-
-def _walk(
-    node: Any, path: tuple[str, ...], pointer: str, at: int = 0, out: list[Any] | None = None
-) -> list[tuple[str, Any]]:
-    """The non-null values at ``path`` (``*`` for every element of an array) under ``node``.
-    A list is filled rather than a generator chained: this runs a few times for every item."""
-    if out is None:
-        out = []
-    while at < len(path):
-        head = path[at]
-        if head == "*":
-            if isinstance(node, list):
-                for i, element in enumerate(node):
-                    _walk(element, path, f"{pointer}/{i}", at + 1, out)
-            return out
-        if not isinstance(node, dict):
-            return out
-        node, pointer, at = node.get(head), f"{pointer}/{head}", at + 1
-    if node is not None:
-        out.append((pointer, node))
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +96,20 @@ class _PersonGroup:
     fields: tuple[str, ...]
 
 
+Found = list[tuple[Any, str, Any]]  # (field or person group, JSON pointer suffix, value)
+
+
+@dataclass(slots=True)
+class _Values:
+    """The non-null values of a plan's fields in one record, each with where it was found."""
+
+    identifiers: Found
+    codes: Found
+    times: Found
+    not_before: Found
+    persons: Found
+
+
 @dataclass
 class _Plan:
     identifiers: list[_Field] = field(default_factory=list)
@@ -137,6 +117,57 @@ class _Plan:
     times: list[_Field] = field(default_factory=list)
     not_before: list[_Field] = field(default_factory=list)
     persons: list[_PersonGroup] = field(default_factory=list)
+    gather: Callable[[Any], _Values] = field(init=False)
+
+    def compile(self) -> None:
+        """``gather(record)``: every field's values in one generated function, nested lookups
+        and loops unrolled from the paths (this runs for every item; walking each path
+        generically took a fifth of the rule checks' time). Values come in the order of the
+        plan's fields, each field's in document order."""
+        lines = ["def gather(r):", "    found = _Values([], [], [], [], [])"]
+        names: dict[str, Any] = {"_Values": _Values}
+        groups: list[tuple[str, list[tuple[Any, tuple[str, ...]]]]] = [
+            ("identifiers", [(f, f.path) for f in self.identifiers]),
+            ("codes", [(f, f.path) for f in self.codes]),
+            ("times", [(f, f.path) for f in self.times]),
+            ("not_before", [(f, f.path) for f in self.not_before]),
+            ("persons", [(g, g.record_path) for g in self.persons]),
+        ]
+        for category, entries in groups:
+            for tag, path in entries:
+                tag_name = f"t{len(names)}"
+                names[tag_name] = tag
+                lines += _walk_source(path, f"found.{category}", tag_name)
+        lines.append("    return found")
+        source = "\n".join(lines) + "\n"
+        exec(compile(source, "<rule plan>", "exec"), names)  # noqa: S102 - generated from the schema
+        self.gather = names["gather"]
+
+
+def _walk_source(path: tuple[str, ...], target: str, tag: str) -> list[str]:
+    """Source that appends ``(tag, pointer, value)`` to ``target`` for every non-null value at
+    ``path`` under ``r`` (``*`` for every element of a list; anything not a dict or list where
+    the path goes on has no values)."""
+    lines: list[str] = []
+    node, pointer, indent = "r", "", "    "
+    for depth, part in enumerate(path):
+        child = f"n{depth}"
+        if part == "*":
+            lines.append(f"{indent}if isinstance({node}, list):")
+            lines.append(f"{indent}    for i{depth}, {child} in enumerate({node}):")
+            pointer += f"/{{i{depth}}}"
+            indent += "        "
+        else:
+            if not part.isidentifier():
+                raise ValueError(f"field name {part!r} cannot be in a generated path")
+            lines.append(f"{indent}if isinstance({node}, dict):")
+            lines.append(f"{indent}    {child} = {node}.get({part!r})")
+            pointer += f"/{part}"
+            indent += "    "
+        node = child
+    lines.append(f"{indent}if {node} is not None:")
+    lines.append(f"{indent}    {target}.append(({tag}, f{pointer!r}, {node}))")
+    return lines
 
 
 def _collect(schema: Any, path: tuple[str, ...], plan: _Plan, named: dict[str, Any]) -> None:
@@ -160,7 +191,7 @@ def _collect(schema: Any, path: tuple[str, ...], plan: _Plan, named: dict[str, A
             continue  # item arrays are planned by themselves
         ann = {k: v for k, v in f.items() if k.startswith("x-")}
         field_path = (*path, f["name"])
-        here = _Field(field_path, ann, "/" + "/".join(field_path))
+        here = _Field(field_path, ann)
         if "x-identifier" in ann:
             plan.identifiers.append(here)
             if ann["x-identifier"] in NATIONAL_IDENTITY_KINDS:
@@ -189,10 +220,12 @@ class ModelValidator:
         named: dict[str, Any] = {}
         self._block = _Plan()
         _collect(model.schema["items"], (), self._block, named)
+        self._block.compile()
         self._items: dict[str, _Plan] = {}
         for array_field, record in _item_records(model.schema).items():
             plan = _Plan()
             _collect(record, (), plan, named)
+            plan.compile()
             self._items[array_field] = plan
         self._model_rules = MODEL_RULES.get(model.message_type, [])
 
@@ -205,8 +238,9 @@ class ModelValidator:
             block_pointer = "/" + item.path.split("/")[1]
             if block_pointer not in checked_blocks:
                 checked_blocks.add(block_pointer)
+                block = self._block.gather(item.context)
                 result.message_findings.extend(
-                    self._identifiers(self._block, item.context, block_pointer, ctx)
+                    self._identifiers(block.identifiers, block_pointer, ctx)
                 )
             if item.value is not None:
                 self._check_item(item, ctx)
@@ -215,15 +249,15 @@ class ModelValidator:
     def _check_item(self, item: ExtractedItem, ctx: ValidationContext) -> None:
         value = item.value
         assert value is not None
-        plan = self._items[item.spec.array_field]
+        found = self._items[item.spec.array_field].gather(value)
         on = self._clinical_date(item, ctx)
-        findings = self._identifiers(plan, value, item.path, ctx)
+        findings = self._identifiers(found.identifiers, item.path, ctx)
         # A malformed identifier is not looked up in its code list as well.
         malformed = {f.path for f in findings if f.severity == "error"}
         findings += [
-            f for f in self._codes(plan, value, item.path, on, ctx) if f.path not in malformed
+            f for f in self._codes(found.codes, item.path, on, ctx) if f.path not in malformed
         ]
-        findings += self._business(plan, item, on, ctx)
+        findings += self._business(found, item, on, ctx)
         if findings:
             item.findings.extend(findings)
             if has_errors(item.findings):
@@ -267,96 +301,85 @@ class ModelValidator:
             return date.fromisoformat(raw[:10])
         return ctx.today
 
-    def _identifiers(
-        self, plan: _Plan, record: Any, base: str, ctx: ValidationContext
-    ) -> list[Finding]:
+    def _identifiers(self, values: Found, base: str, ctx: ValidationContext) -> list[Finding]:
         out: list[Finding] = []
-        for spec in plan.identifiers:
+        for spec, pointer, raw in values:
             kind = spec.annotations["x-identifier"]
-            for pointer, raw in spec.values(record):
-                value, path = str(raw), base + pointer
-                if kind in PERSON_NUMBER_KINDS:
-                    check = check_person_number(
-                        value, allow_synthetic=ctx.allow_synthetic, today=ctx.today
+            value, path = str(raw), base + pointer
+            if kind in PERSON_NUMBER_KINDS:
+                check = check_person_number(
+                    value, allow_synthetic=ctx.allow_synthetic, today=ctx.today
+                )
+                if check.problem is not None:
+                    self._add(out, self._finding(ctx, _PERSON_PROBLEM_RULES[check.problem], path))
+                elif (
+                    check.kind is not None
+                    and check.kind != kind
+                    and not (check.kind is PersonIdKind.SYNTHETIC and kind == "fnr")
+                ):
+                    self._add(
+                        out,
+                        self._finding(
+                            ctx,
+                            "IDN-005",
+                            path,
+                            expected=KIND_NAMES[kind],
+                            actual=KIND_NAMES[check.kind],
+                        ),
                     )
-                    if check.problem is not None:
-                        self._add(
-                            out, self._finding(ctx, _PERSON_PROBLEM_RULES[check.problem], path)
-                        )
-                    elif (
-                        check.kind is not None
-                        and check.kind != kind
-                        and not (check.kind is PersonIdKind.SYNTHETIC and kind == "fnr")
-                    ):
-                        self._add(
-                            out,
-                            self._finding(
-                                ctx,
-                                "IDN-005",
-                                path,
-                                expected=KIND_NAMES[kind],
-                                actual=KIND_NAMES[check.kind],
-                            ),
-                        )
-                elif kind == "sctid":
-                    problem = check_sctid(value)
-                    if problem is Problem.SCTID_PARTITION:
-                        self._add(out, self._finding(ctx, "IDN-011", path, partition=value[-3:-1]))
-                    elif problem is not None:
-                        self._add(out, self._finding(ctx, "IDN-010", path))
-                elif kind in _SIMPLE_CHECKS:
-                    checker, rule_id = _SIMPLE_CHECKS[kind]
-                    if checker(value) is not None:
-                        self._add(out, self._finding(ctx, rule_id, path))
+            elif kind == "sctid":
+                problem = check_sctid(value)
+                if problem is Problem.SCTID_PARTITION:
+                    self._add(out, self._finding(ctx, "IDN-011", path, partition=value[-3:-1]))
+                elif problem is not None:
+                    self._add(out, self._finding(ctx, "IDN-010", path))
+            elif kind in _SIMPLE_CHECKS:
+                checker, rule_id = _SIMPLE_CHECKS[kind]
+                if checker(value) is not None:
+                    self._add(out, self._finding(ctx, rule_id, path))
         return out
 
-    def _codes(
-        self, plan: _Plan, record: Any, base: str, on: date, ctx: ValidationContext
-    ) -> list[Finding]:
+    def _codes(self, values: Found, base: str, on: date, ctx: ValidationContext) -> list[Finding]:
         out: list[Finding] = []
         on_text = on.isoformat()
-        for spec in plan.codes:
+        for spec, pointer, raw in values:
             codelist_id = spec.annotations["x-codelist"]
             codelist = ctx.codelists.get(codelist_id)
-            for pointer, raw in spec.values(record):
-                path, code = base + pointer, str(raw)
-                if codelist is None:
-                    self._add(out, self._finding(ctx, "KOD-004", path, codelist=codelist_id))
-                    continue
-                found = codelist.lookup(code, on)
-                if found.status == "absent" and "." in code:  # ICD-10 is stored without dots
-                    found = codelist.lookup(code.replace(".", ""), on)
-                if found.status == "member":
-                    continue
-                params = {"code": code, "codelist": codelist_id, "on": on_text}
-                if found.status == "absent":
-                    self._add(out, self._finding(ctx, "KOD-001", path, found.version, **params))
-                elif found.status == "inactive":
-                    self._add(out, self._finding(ctx, "KOD-002", path, found.version, **params))
-                elif found.status == "no_version":
-                    self._add(out, self._finding(ctx, "KOD-003", path, None, **params))
+            path, code = base + pointer, str(raw)
+            if codelist is None:
+                self._add(out, self._finding(ctx, "KOD-004", path, codelist=codelist_id))
+                continue
+            found = codelist.lookup(code, on)
+            if found.status == "absent" and "." in code:  # ICD-10 is stored without dots
+                found = codelist.lookup(code.replace(".", ""), on)
+            if found.status == "member":
+                continue
+            params = {"code": code, "codelist": codelist_id, "on": on_text}
+            if found.status == "absent":
+                self._add(out, self._finding(ctx, "KOD-001", path, found.version, **params))
+            elif found.status == "inactive":
+                self._add(out, self._finding(ctx, "KOD-002", path, found.version, **params))
+            elif found.status == "no_version":
+                self._add(out, self._finding(ctx, "KOD-003", path, None, **params))
         return out
 
     def _business(
-        self, plan: _Plan, item: ExtractedItem, on: date, ctx: ValidationContext
+        self, found: _Values, item: ExtractedItem, on: date, ctx: ValidationContext
     ) -> list[Finding]:
         value = item.value
         assert value is not None
         out: list[Finding] = []
         latest = ctx.now + CLOCK_SKEW
-        for spec in plan.times:
-            for pointer, raw in spec.values(value):
-                if _in_future(str(raw), latest, ctx.today):
-                    self._add(out, self._finding(ctx, "BUS-001", item.path + pointer, value=raw))
-        for spec in plan.not_before:
-            start_field = spec.annotations["x-notBefore"]
-            start = value.get(start_field)
-            for pointer, raw in spec.values(value):
-                if start is not None and _instant(str(raw)) < _instant(str(start)):
-                    self._add(
-                        out,
-                        self._finding(ctx, "BUS-002", item.path + pointer, value=raw, start=start),
-                    )
+        for _spec, pointer, raw in found.times:
+            if _in_future(str(raw), latest, ctx.today):
+                self._add(out, self._finding(ctx, "BUS-001", item.path + pointer, value=raw))
+        for spec, pointer, raw in found.not_before:
+            start = value.get(spec.annotations["x-notBefore"])
+            if start is not None and _instant(str(raw)) < _instant(str(start)):
+                self._add(
+                    out,
+                    self._finding(ctx, "BUS-002", item.path + pointer, value=raw, start=start),
+                )
         if item.spec.clinical_time_field and on < ctx.today - timedelta(
             days=ctx.reporting_window_days
         ):
@@ -370,15 +393,14 @@ class ModelValidator:
                     days=ctx.reporting_window_days,
                 ),
             )
-        for group in plan.persons:
-            for pointer, person in _walk(value, group.record_path, ""):
-                if isinstance(person, dict) and all(person.get(f) is None for f in group.fields):
-                    self._add(
-                        out,
-                        self._finding(
-                            ctx, "BUS-004", item.path + pointer, fields=", ".join(group.fields)
-                        ),
-                    )
+        for group, pointer, person in found.persons:
+            if isinstance(person, dict) and all(person.get(f) is None for f in group.fields):
+                self._add(
+                    out,
+                    self._finding(
+                        ctx, "BUS-004", item.path + pointer, fields=", ".join(group.fields)
+                    ),
+                )
         for model_rule in self._model_rules:
             for rule_id, pointer, params in model_rule(value):
                 self._add(out, self._finding(ctx, rule_id, item.path + pointer, **params))
