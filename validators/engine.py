@@ -74,10 +74,18 @@ class ValidationContext:
     codelists: CodeListRegistry
     reporting_window_days: int = 5 * 365
     enforcement: Mapping[str, date] = field(default_factory=dict)
+    # Derived once per context (one per message), read for every item:
+    today: date = field(init=False)
+    latest: datetime = field(init=False)  # the latest instant not "in the future"
+    earliest_clinical: date = field(init=False)  # the start of the reporting window
 
-    @property
-    def today(self) -> date:
-        return self.now.date()
+    def __post_init__(self) -> None:
+        today = self.now.date()
+        object.__setattr__(self, "today", today)
+        object.__setattr__(self, "latest", self.now + CLOCK_SKEW)
+        object.__setattr__(
+            self, "earliest_clinical", today - timedelta(days=self.reporting_window_days)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,9 +377,8 @@ class ModelValidator:
         value = item.value
         assert value is not None
         out: list[Finding] = []
-        latest = ctx.now + CLOCK_SKEW
         for _spec, pointer, raw in found.times:
-            if _in_future(str(raw), latest, ctx.today):
+            if _in_future(str(raw), ctx.latest, ctx.today):
                 self._add(out, self._finding(ctx, "BUS-001", item.path + pointer, value=raw))
         for spec, pointer, raw in found.not_before:
             start = value.get(spec.annotations["x-notBefore"])
@@ -380,9 +387,7 @@ class ModelValidator:
                     out,
                     self._finding(ctx, "BUS-002", item.path + pointer, value=raw, start=start),
                 )
-        if item.spec.clinical_time_field and on < ctx.today - timedelta(
-            days=ctx.reporting_window_days
-        ):
+        if item.spec.clinical_time_field and on < ctx.earliest_clinical:
             self._add(
                 out,
                 self._finding(

@@ -60,9 +60,23 @@ class PersonIdCheck:
     problem: Problem | None
 
 
+_FORM = PersonIdCheck(None, Problem.FORM)
+
+
 def _weighted(digits: str, weights: tuple[int, ...]) -> int:
-    # map over operator.mul: about twice as fast as a generator of products, per identifier.
-    return sum(map(mul, map(int, digits), weights))
+    """The weighted digit sum of a string of ASCII digits, as many as there are weights. Its
+    bytes are the digits' codes (48 + digit), so the sum over the bytes less 48 × the weights'
+    sum needs no int() per digit: half the time of ``sum(map(mul, map(int, digits), weights))``."""
+    total: int = sum(map(mul, digits.encode(), weights))
+    return total - _ZERO_SUMS[weights]
+
+
+_ZERO_SUMS: dict[tuple[int, ...], int] = {w: 48 * sum(w) for w in (_W1, _W2, _DUF_WEIGHTS)}
+
+
+def _is_digits(value: str, length: int) -> bool:
+    """Exactly ``length`` ASCII digits (``str.isdigit`` alone accepts other scripts' digits)."""
+    return len(value) == length and value.isascii() and value.isdigit()
 
 
 def control_digits_ok(number: str) -> tuple[bool, bool]:
@@ -89,8 +103,8 @@ def _century_candidates(individual: int, yy: int, classic: bool) -> list[int]:
 
 
 def check_person_number(value: str, *, allow_synthetic: bool, today: date) -> PersonIdCheck:
-    if len(value) != 11 or not value.isdigit():
-        return PersonIdCheck(None, Problem.FORM)
+    if not _is_digits(value, 11):
+        return _FORM
     classic, rule_2032 = control_digits_ok(value)
     if not (classic or rule_2032):
         return PersonIdCheck(None, Problem.CONTROL_DIGITS)
@@ -123,7 +137,7 @@ def _date_or_none(year: int, month: int, day: int) -> date | None:
 
 
 def check_duf(value: str) -> Problem | None:
-    if len(value) != 12 or not value.isdigit():
+    if not _is_digits(value, 12):
         return Problem.FORM
     reordered = value[4:10] + value[0:4]
     expected = _weighted(reordered, _DUF_WEIGHTS) % 11

@@ -75,6 +75,8 @@ def test_the_2032_first_control_digit() -> None:
         ("15031245611", Problem.CONTROL_DIGITS),
         ("1503124561", Problem.FORM),
         ("1503124561a", Problem.FORM),
+        # Digits of another script are digits to str.isdigit, not to the register.
+        ("150312456\u0661\u0660", Problem.FORM),
         (_number("310288"), Problem.BIRTH_DATE),  # 31 February
         (_number("010135"), None),  # individual 100-499: born 1935
     ],
@@ -97,6 +99,7 @@ def test_duf_numbers() -> None:
         assert check_duf(valid) is None
     assert check_duf("200112345608") is Problem.CONTROL_DIGITS
     assert check_duf("20011234560") is Problem.FORM
+    assert check_duf("2001123456\u0660\u0669") is Problem.FORM
 
 
 def test_organisation_hpr_resh_numbers() -> None:
