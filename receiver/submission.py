@@ -284,7 +284,7 @@ def _receipt_item(item: ExtractedItem, event: Event | None) -> NewReceiptItem:
     return NewReceiptItem(
         item_index=item.index,
         path=item.path,
-        object_id=item.object_id,
+        object_id=event.object_id if event else item.object_id,  # the same id, found once
         event_id=event.event_id if event else None,
         outcome="accepted" if event else "rejected",
         findings=[f.as_dict() for f in item.findings],

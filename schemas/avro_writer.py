@@ -55,6 +55,28 @@ def _micros(value: datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+class _Timestamps(dict[datetime, bytes]):
+    """Encoded timestamps by datetime: a message's events share their recorded time, and often
+    their valid times. Bounded: emptied when it reaches ``LIMIT`` entries."""
+
+    LIMIT = 4096
+
+    def __init__(self, millis: bool) -> None:
+        super().__init__()
+        self.millis = millis
+
+    def __missing__(self, value: datetime) -> bytes:
+        if type(value) is not datetime:
+            raise NotPlain("timestamp")
+        n = _micros(value) // 1000 if self.millis else _micros(value)
+        if not _LONG_MIN <= n <= _LONG_MAX:
+            raise NotPlain("long")
+        if len(self) >= self.LIMIT:
+            self.clear()
+        encoded = self[value] = _varint((n << 1) ^ (n >> 63))
+        return encoded
+
+
 def _not_plain(what: str) -> None:
     raise NotPlain(what)
 
@@ -221,13 +243,12 @@ class _Generator:
         ]
 
     def timestamp(self, value: str, logical: str) -> list[str]:
-        to_micros = f"_micros({value})"
-        converted = to_micros if logical == "timestamp-micros" else f"{to_micros} // 1000"
+        cache = self.constant(_Timestamps(millis=logical == "timestamp-millis"))
         return [
-            f"if type({value}) is datetime: {value} = {converted}",
-            f"elif type({value}) is not int: _not_plain('timestamp')",
-            f"if not {_LONG_MIN} <= {value} <= {_LONG_MAX}: _not_plain('long')",
-            *self.zigzag(value),
+            f"if type({value}) is int:",
+            f"    if not {_LONG_MIN} <= {value} <= {_LONG_MAX}: _not_plain('long')",
+            *["    " + line for line in self.zigzag(value)],
+            f"else: o += {cache}[{value}]",
         ]
 
     def array(self, items: Any, value: str) -> list[str]:

@@ -98,6 +98,8 @@ class ItemSpec:
 
 def field_value(record: dict[str, Any], dotted: str) -> Any:
     """The value at a dotted field path of a normalised record, or None where a part is absent."""
+    if "." not in dotted:  # the common case, without the split
+        return record.get(dotted) if isinstance(record, dict) else None
     value: Any = record
     for part in dotted.split("."):
         if not isinstance(value, dict):
