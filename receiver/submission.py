@@ -25,7 +25,7 @@ from intake.runtime import Runtime
 from receiver.auth import Principal
 from receiver.problems import Problem, store_failures_as_problems
 from schemas.catalogue import MessageModel
-from schemas.events import Event, event_for_item, receipt_id_for
+from schemas.events import Event, EventBuilder, receipt_id_for
 from statestore.receipts import NewReceipt, NewReceiptItem, ReceiptView
 from validators.findings import has_errors
 from validators.structure import ExtractedItem
@@ -102,17 +102,15 @@ class SubmissionService:
         scope = f"{model.key}\x1f{meta.idempotency_key or 'sha256:' + body_sha256}"
         receipt_id = receipt_id_for(principal.unit, scope)
         bind_log_fields(unit=principal.unit, receipt_id=receipt_id)  # SLASH skips get_principal
+        build_event = EventBuilder(
+            model,
+            unit=principal.unit,
+            receipt_id=receipt_id,
+            body_sha256=body_sha256,
+            recorded_time=received_at,
+        )
         events: dict[int, Event] = {
-            item.index: event_for_item(
-                model,
-                item,
-                unit=principal.unit,
-                receipt_id=receipt_id,
-                body_sha256=body_sha256,
-                recorded_time=received_at,
-            )
-            for item in items
-            if item.value is not None
+            item.index: build_event(item) for item in items if item.value is not None
         }
         new_receipt = NewReceipt(
             receipt_id=receipt_id,

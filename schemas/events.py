@@ -62,7 +62,7 @@ def _uuid5_text(sha1_digest: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init took 2.4 µs per event here; never mutated
 class Event:
     event_id: str
     receipt_id: str
@@ -125,6 +125,54 @@ class Event:
         )
 
 
+class EventBuilder:
+    """Makes the events of one message's valid items; what they share (the event id prefix, the
+    unit, receipt and recorded time) is worked out once, not per item."""
+
+    def __init__(
+        self,
+        model: MessageModel,
+        *,
+        unit: str,
+        receipt_id: str,
+        body_sha256: str,
+        recorded_time: datetime,
+    ) -> None:
+        self._model = model
+        self._unit = unit
+        self._receipt_id = receipt_id
+        self._recorded_time = recorded_time
+        self._id_prefix = _event_id_prefix(unit, model.key, body_sha256)
+
+    def __call__(self, item: ExtractedItem) -> Event:
+        """The event of an item that passed validation (``item.value`` is set)."""
+        value = item.value
+        assert value is not None, "only valid items become events"
+        spec = item.spec
+        clinical = (
+            field_value(value, spec.clinical_time_field) if spec.clinical_time_field else None
+        )
+        valid = field_value(value, spec.valid_time_field) if spec.valid_time_field else None
+        digest = self._id_prefix.copy()
+        digest.update(str(item.index).encode())
+        return Event(
+            event_id=_uuid5_text(digest.digest()),
+            receipt_id=self._receipt_id,
+            item_index=item.index,
+            unit=self._unit,
+            message_type=self._model.message_type,
+            version=self._model.version,
+            object_id=str(field_value(value, spec.object_id_field)),
+            action=spec.action_of(value),
+            valid_time=parse_valid_time(valid) if valid else self._recorded_time,
+            recorded_time=self._recorded_time,
+            clinical_time=clinical,
+            context=item.context,
+            payload=value,
+            payload_type=spec.record_name,
+        )
+
+
 def event_for_item(
     model: MessageModel,
     item: ExtractedItem,
@@ -134,26 +182,12 @@ def event_for_item(
     body_sha256: str,
     recorded_time: datetime,
 ) -> Event:
-    """The event of an item that passed validation (``item.value`` is set)."""
-    value = item.value
-    assert value is not None, "only valid items become events"
-    spec = item.spec
-    clinical = field_value(value, spec.clinical_time_field) if spec.clinical_time_field else None
-    valid = field_value(value, spec.valid_time_field) if spec.valid_time_field else None
-    valid_time = parse_valid_time(valid) if valid else recorded_time
-    return Event(
-        event_id=event_id_for(unit, model.key, body_sha256, item.index),
-        receipt_id=receipt_id,
-        item_index=item.index,
+    """The event of one valid item (:class:`EventBuilder` for a message's items)."""
+    build = EventBuilder(
+        model,
         unit=unit,
-        message_type=model.message_type,
-        version=model.version,
-        object_id=str(field_value(value, spec.object_id_field)),
-        action=spec.action_of(value),
-        valid_time=valid_time,
+        receipt_id=receipt_id,
+        body_sha256=body_sha256,
         recorded_time=recorded_time,
-        clinical_time=clinical,
-        context=item.context,
-        payload=value,
-        payload_type=spec.record_name,
     )
+    return build(item)
