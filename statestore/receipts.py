@@ -69,7 +69,7 @@ _MARK_VALIDATED = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per item, and a frozen init costs 3× as much
 class NewReceiptItem:
     item_index: int
     path: str
