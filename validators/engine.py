@@ -260,11 +260,13 @@ class ModelValidator:
         found = self._items[item.spec.array_field].gather(value)
         on = self._clinical_date(item, ctx)
         findings = self._identifiers(found.identifiers, item.path, ctx)
-        # A malformed identifier is not looked up in its code list as well.
-        malformed = {f.path for f in findings if f.severity == "error"}
-        findings += [
-            f for f in self._codes(found.codes, item.path, on, ctx) if f.path not in malformed
-        ]
+        code_findings = self._codes(found.codes, item.path, on, ctx)
+        if findings and code_findings:
+            # A malformed identifier is not looked up in its code list as well.
+            malformed = {f.path for f in findings if f.severity == "error"}
+            findings += [f for f in code_findings if f.path not in malformed]
+        else:
+            findings += code_findings
         findings += self._business(found, item, on, ctx)
         if findings:
             item.findings.extend(findings)

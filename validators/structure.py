@@ -284,20 +284,16 @@ class StructureCompiler:
         def check_items(value: Any, path: str, ctx: _Context) -> Any:
             if not isinstance(value, list):
                 return report(value, path, ctx)
-            outer = ctx.findings
+            outer, items = ctx.findings, ctx.items
             for i, element_value in enumerate(value):
                 item_path = f"{path}/{i}"
-                ctx.findings = []
+                findings: list[Finding] = []
+                ctx.findings = findings
                 result = element(element_value, item_path, ctx)
-                ctx.items.append(
-                    ExtractedItem(
-                        spec=spec,
-                        path=item_path,
-                        raw=element_value,
-                        value=None if result is INVALID or _has_error(ctx.findings) else result,
-                        findings=ctx.findings,
-                    )
-                )
+                if result is INVALID or (findings and _has_error(findings)):
+                    result = None
+                # Positional: this runs for every item (spec, path, raw, value, findings, context).
+                items.append(ExtractedItem(spec, item_path, element_value, result, findings, {}))
             ctx.findings = outer
             return []
 
