@@ -5,18 +5,28 @@ PostgreSQL gets one pooled engine for both reads and writes.
 Every failure to reach the database surfaces as a SQLAlchemy ``DBAPIError``: asyncpg lets a
 refused or timed-out connect escape as a bare ``OSError``, which the engine turns into an
 ``OperationalError``, so callers tell "the store is down, retry" from a bug by one exception tree
-(the consumers back off and resume; the gateway answers 503, see :mod:`receiver.problems`)."""
+(the consumers back off and resume; the gateway answers 503, see :mod:`receiver.problems`).
+
+On PostgreSQL the gateway's two statements on every message's critical path (reserve the receipt,
+mark it validated) run on :class:`DriverPool`, asyncpg's own pool, with its failures translated
+into the same exception tree: SQLAlchemy's asyncio layer (greenlet bridge, pool checkout and
+return) added about 0.9 ms to the first and 0.4 ms to the second, a quarter of a one-item
+message's time in the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -25,13 +35,79 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+# SQLSTATE classes and codes that mean the connection is gone: connection exceptions (08),
+# the server shutting down or not yet accepting connections (57P01-57P03).
+_DISCONNECT_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+class DriverPool:
+    """asyncpg's pool, for single autocommitted statements on the hot path (PostgreSQL only).
+
+    Failures come out as SQLAlchemy's: a lost or refused connection as ``OperationalError``
+    (and every pooled connection is expired, as SQLAlchemy invalidates its pool, so one dead
+    connection costs one request, not one per pooled connection), an exhausted pool as its
+    ``TimeoutError``, a server error as ``DBAPIError`` carrying asyncpg's exception (with its
+    SQLSTATE) as ``orig``. Parameters never go into the errors: they may hold personal data.
+    """
+
+    def __init__(self, connect_args: dict[str, Any], max_size: int, timeout: float) -> None:
+        self._connect_args = connect_args
+        self._max_size = max_size
+        self._timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _acquire_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        min_size=0, max_size=self._max_size, **self._connect_args
+                    )
+        return self._pool
+
+    async def fetchrow(self, statement: str, *args: Any) -> Any:
+        """The statement's first row (None when it returns none), committed on return."""
+        pool = await self._acquire_pool()
+        try:
+            async with pool.acquire(timeout=self._timeout) as conn:
+                return await conn.fetchrow(statement, *args)
+        except Exception as exc:  # every driver failure leaves as SQLAlchemy's, see the class
+            translated = self._translated(statement, exc)
+            if getattr(translated, "connection_invalidated", False):
+                await pool.expire_connections()
+            raise translated from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _translated(self, statement: str, exc: Exception) -> Exception:
+        if isinstance(exc, TimeoutError):
+            return PoolTimeoutError(f"no connection free within {self._timeout} s")
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        # InternalClientError: the connection's protocol state broke when the server went away
+        # in the middle of an operation ("another operation is in progress").
+        broken = OSError | asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError
+        lost = isinstance(exc, broken) or (sqlstate.startswith(_DISCONNECT_SQLSTATES))
+        if lost:
+            return OperationalError(statement, None, exc, connection_invalidated=True)
+        if isinstance(exc, asyncpg.PostgresError):
+            return DBAPIError(statement, None, exc)
+        return exc
+
+
 @dataclass(frozen=True)
 class StoreEngines:
     writer: AsyncEngine
     reader: AsyncEngine
     dialect: str
+    driver: DriverPool | None = field(default=None)  # PostgreSQL: the hot statements' pool
 
     async def dispose(self) -> None:
+        if self.driver is not None:
+            await self.driver.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
@@ -113,7 +189,10 @@ def create_engines(url: str) -> StoreEngines:
         pool_use_lifo=True,
     )
     _connect_failures_as_operational_errors(engine)
-    return StoreEngines(engine, engine, parsed.get_backend_name())
+    # The same connection arguments SQLAlchemy's asyncpg dialect derives from the URL.
+    _, connect_args = engine.dialect.create_connect_args(parsed)
+    driver = DriverPool(dict(connect_args), max_size=10, timeout=30.0)
+    return StoreEngines(engine, engine, parsed.get_backend_name(), driver)
 
 
 def create_migration_engine(url: str) -> AsyncEngine:
