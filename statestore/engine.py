@@ -62,7 +62,10 @@ class DriverPool:
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        min_size=0, max_size=self._max_size, **self._connect_args
+                        min_size=0,
+                        max_size=self._max_size,
+                        reset=_keep_session,
+                        **self._connect_args,
                     )
         return self._pool
 
@@ -96,6 +99,13 @@ class DriverPool:
         if isinstance(exc, asyncpg.PostgresError):
             return DBAPIError(statement, None, exc)
         return exc
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """asyncpg resets a connection's session (``RESET ALL``, ``UNLISTEN *``, ...) each time it
+    goes back to the pool: a round trip after every statement. Single autocommitted statements
+    leave no session state to reset (asyncpg still rolls back a transaction left open, and waits
+    for a cancelled statement, before it calls this)."""
 
 
 @dataclass(frozen=True)
