@@ -22,38 +22,18 @@ from hypothesis import strategies as st
 from schemas.avro_writer import NotPlain
 from schemas.catalogue import load_catalogue
 from schemas.codec import AvroCodec
-from schemas.events import event_for_item
-from tests.unit.test_examples import CONTEXT
-from validators.engine import ModelValidator
-from validators.findings import has_errors
+from tests.unit.test_examples import example_events
 
 CATALOGUE = load_catalogue()
 MODELS = list(CATALOGUE)
 
 
-def _example_events() -> list[tuple[AvroCodec, dict[str, Any]]]:
-    out = []
-    recorded = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-    for model in MODELS:
-        for example in model.examples:
-            result = ModelValidator(model).validate(example.message, CONTEXT)
-            if has_errors(result.message_findings):
-                continue  # refused as a whole: no events
-            for item in result.items:
-                if item.value is not None:
-                    event = event_for_item(
-                        model,
-                        item,
-                        unit="974152533",
-                        receipt_id="r-1",
-                        body_sha256="0" * 64,
-                        recorded_time=recorded,
-                    )
-                    out.append((model.event_codec, event.to_avro()))
-    return out
-
-
-EVENTS = _example_events()
+EVENTS = [
+    (model.event_codec, event.to_avro())
+    for model in MODELS
+    for example in model.examples
+    for event in example_events(model, example)
+]
 
 
 def _same_as_fastavro(codec: AvroCodec, datum: Any) -> None:

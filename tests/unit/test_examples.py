@@ -9,7 +9,7 @@ import pytest
 
 from consumers.fold import FOLDS
 from schemas.catalogue import Example, MessageModel, load_catalogue
-from schemas.events import Event, event_for_item
+from schemas.events import Event, EventBuilder
 from statestore.projection import HistoryEntry, fold_order, history_entry
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
@@ -58,25 +58,25 @@ def test_example_findings(model: MessageModel, example: Example) -> None:
     assert got_items == expected["items"]
 
 
+def example_events(model: MessageModel, example: Example) -> list[Event]:
+    """The events of an example's valid items (none when the message is refused as a whole)."""
+    result = ModelValidator(model).validate(example.message, CONTEXT)
+    if has_errors(result.message_findings):
+        return []
+    build = EventBuilder(
+        model,
+        unit="974152533",
+        receipt_id="r-1",
+        body_sha256="0" * 64,
+        recorded_time=datetime(2024, 6, 1, 12, 0, tzinfo=UTC),
+    )
+    return [build(item) for item in result.items if item.value is not None]
+
+
 @pytest.mark.parametrize(("model", "example"), CASES)
 def test_example_events_round_trip_and_fold(model: MessageModel, example: Example) -> None:
     catalogue = load_catalogue()
-    result = ModelValidator(model).validate(example.message, CONTEXT)
-    if has_errors(result.message_findings):
-        return  # refused as a whole: no events
-    recorded = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-    events = [
-        event_for_item(
-            model,
-            item,
-            unit="974152533",
-            receipt_id="r-1",
-            body_sha256="0" * 64,
-            recorded_time=recorded,
-        )
-        for item in result.items
-        if item.value is not None
-    ]
+    events = example_events(model, example)
     for event in events:
         encoded = model.event_codec.encode(event.to_avro())
         assert encoded[:2] == b"\xc3\x01"
