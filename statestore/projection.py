@@ -372,6 +372,41 @@ def _array_type(column: Column[Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class JsonRowsInsert:
+    """``INSERT INTO table (columns) SELECT ... FROM jsonb_array_elements($1::jsonb)``: every row
+    one JSON array in a single document that orjson writes. For many rows of small values it
+    costs the client a sixth of :class:`ArrayInsert`'s encoding (asyncpg checks and encodes every
+    array element one by one) and the statement half the time; the gateway's receipt items use
+    it (500 rows: 0.17 ms of client CPU instead of 1.2 ms, see bench/RESULTS.md). A JSON null is
+    SQL NULL in a plain column and JSON ``null`` in a JSON one, as with ``ArrayInsert``."""
+
+    sql: str
+
+    @classmethod
+    def of(cls, table: Table, columns: Sequence[str], then: str = "") -> JsonRowsInsert:
+        values = []
+        for i, c in enumerate(columns):
+            kind = _array_type(table.c[c]).removesuffix("[]")
+            if isinstance(table.c[c].type, JSON):
+                values.append(f"r->{i}")
+            elif kind == "text":  # cast to the column's varchar(n) by the insert, which checks it
+                values.append(f"r->>{i}")
+            else:
+                values.append(f"(r->>{i})::{kind}")
+        names = ", ".join(columns)
+        # Only the table's own names go into the text; the values travel as the parameter.
+        sql = (
+            f"INSERT INTO {table.name} ({names}) SELECT {', '.join(values)} "  # noqa: S608
+            f"FROM jsonb_array_elements($1::jsonb) AS r {then}"
+        )
+        return cls(sql.rstrip())
+
+    @staticmethod
+    def parameter(rows: Sequence[tuple[Any, ...]]) -> str:
+        return orjson.dumps(rows).decode()
+
+
+@dataclass(frozen=True, slots=True)
 class ArrayInsert:
     """``INSERT INTO table (columns) SELECT ... FROM unnest($1, $2, ...)``, where parameter i
     holds every row's value of column i: one statement for any number of rows, run on the driver

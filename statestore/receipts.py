@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from schemas.events import CARE_TIMEZONE
 from statestore.engine import StoreEngines
 from statestore.feed import append_changes
-from statestore.projection import ArrayInsert
+from statestore.projection import JsonRowsInsert
 from statestore.tables import events, integrity_findings, receipt_items, receipts
 from validators.rules import rule
 
@@ -42,13 +42,13 @@ _HEAD_COLUMNS = (
     ("sequence", "bigint"),
 )
 # On PostgreSQL, reserving is one statement, run on its own (autocommit): it reads the stored
-# receipt and, when there is none, inserts the receipt and all its items (one array parameter
-# per item column, $1..$7; the receipt's own values follow). A concurrent reservation of the same
-# id fails on the primary key, as separate statements in one transaction would.
-_ITEMS_OF_CREATED = ArrayInsert.of(
+# receipt and, when there is none, inserts the receipt and all its items (every item a JSON array
+# in the one document of $1; the receipt's own values follow). A concurrent reservation of the
+# same id fails on the primary key, as separate statements in one transaction would.
+_ITEMS_OF_CREATED = JsonRowsInsert.of(
     receipt_items, _ITEM_COLUMNS, "WHERE EXISTS (SELECT FROM created)"
 )
-_HEAD_FIRST = len(_ITEM_COLUMNS) + 1
+_HEAD_FIRST = 2
 _HEAD_VALUES = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(_HEAD_COLUMNS, _HEAD_FIRST))
 # Only the tables' own names go into the text; the values travel as parameters.
 _RESERVE = (
@@ -242,9 +242,9 @@ class ReceiptRepository:
         if self._engines.dialect == "postgresql":
             if receipt.received_at.tzinfo is None:
                 raise ValueError("naive datetimes are not stored")
-            items = _ITEMS_OF_CREATED.parameters(rows) if rows else ([],) * len(_ITEM_COLUMNS)
             assert self._engines.driver is not None
-            row = await self._engines.driver.fetchrow(_RESERVE, *items, *head)
+            items = _ITEMS_OF_CREATED.parameter(rows)
+            row = await self._engines.driver.fetchrow(_RESERVE, items, *head)
         else:
             async with self._engines.writer.begin() as conn:
                 row = (
