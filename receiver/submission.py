@@ -66,7 +66,9 @@ class SubmissionService:
         atomic: bool = False,
     ) -> SubmissionResult:
         received_at = datetime.now(UTC)
-        result = self._rt.validators[model.key].validate(message, self._rt.validation_context())
+        result = self._rt.validators[model.key].validate(
+            message, self._rt.validation_context(), body=body
+        )
         if has_errors(result.message_findings):
             raise Problem(
                 422,

@@ -188,6 +188,34 @@ async def test_bad_input_is_a_problem_and_writes_nothing(
     assert await records_in_log(settings) == 0
 
 
+async def test_a_nul_character_refuses_the_message_and_writes_nothing(
+    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings
+) -> None:
+    """PostgreSQL cannot store U+0000 in text or jsonb: such a message used to pass validation and
+    fail in the store with a 500. Now it is refused with the paths of the offending strings."""
+    message = appointment("AVT-nul\x00-1")
+    message[0]["avtale"][0]["ekstra\x00felt"] = "x"
+    response = await client.post(
+        URL, content=orjson.dumps(message), headers={**auth, "Content-Type": "application/json"}
+    )
+    body = _problem(response, 422, "invalid_message")
+    findings = body["findings"]
+    assert isinstance(findings, list)
+    assert {(f["rule_id"], f["path"]) for f in findings if f["rule_id"] == "STR-011"} == {
+        ("STR-011", "/0/avtale/0/avtaleId"),
+        ("STR-011", "/0/avtale/0/person/personId"),  # the helper derives it from the id
+        ("STR-011", "/0/avtale/0/ekstra\\u0000felt"),
+    }
+    assert await records_in_log(settings) == 0
+    # The six characters backslash, u, 0, 0, 0, 0 are ordinary text.
+    ordinary = orjson.dumps(appointment("AVT-\\u0000-2"))
+    assert b"\\\\u0000" in ordinary
+    accepted = await client.post(
+        URL, content=ordinary, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert accepted.status_code == 202, accepted.text
+
+
 async def test_unknown_message_type_and_version(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:

@@ -90,6 +90,8 @@ CASES: dict[str, tuple[Any, ...]] = {
         _set("behandlingDato", "2024-02-30"),
         _set("behandlingDato", "2024-02-29"),
     ),
+    # A NUL character anywhere refuses the message; the six characters "\u0000" are text.
+    "STR-011": ("avtale", _set("avtaleId", "AVT-\x00-1"), _set("avtaleId", "AVT-\\u0000-1")),
     "IDN-001": (
         "avtale",
         _set("person.fodselsNr", "15031245611"),
