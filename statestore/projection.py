@@ -16,9 +16,9 @@ A batch, in one transaction:
    added. A late event that sorts before a stored one rewrites all of the object's versions and
    findings.
 
-On PostgreSQL each of these is one statement over arrays (``unnest``), so a batch costs a fixed
-handful of round trips and no per-row work in SQLAlchemy; on SQLite, in process, the same steps
-use SQLAlchemy Core.
+On PostgreSQL each of these is one statement over all the rows (one JSON document), so a batch
+costs a fixed handful of round trips and no per-row work in SQLAlchemy; on SQLite, in process,
+the same steps use SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -349,36 +349,36 @@ class _Statements(Protocol):
         """Upsert the objects, replace their versions and findings as ``changes`` says."""
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _array_type(column: Column[Any]) -> str:
-    """The PostgreSQL type of the array that carries a column's values. Strings go as text, so
-    that the insert's own cast checks their length (an explicit cast to varchar(n) would cut
-    them short instead); JSON goes as text and is cast in the statement."""
+def _pg_type(column: Column[Any]) -> str:
+    """The PostgreSQL type a column's values are read as from the JSON rows. Strings are read
+    as text, so that the insert's own cast checks their length (an explicit cast to varchar(n)
+    would cut them short instead)."""
     kind = column.type.impl if isinstance(column.type, TypeDecorator) else column.type
     for python_type, name in (
         (String, "text"),
-        (JSON, "text"),
+        (JSON, "jsonb"),
         (BigInteger, "bigint"),
         (Integer, "integer"),
         (Boolean, "boolean"),
         (DateTime, "timestamptz"),
     ):
         if isinstance(kind, python_type):
-            return f"{name}[]"
-    raise TypeError(f"no array type for {column}")
+            return name
+    raise TypeError(f"no PostgreSQL type for {column}")
 
 
 @dataclass(frozen=True, slots=True)
 class JsonRowsInsert:
     """``INSERT INTO table (columns) SELECT ... FROM jsonb_array_elements($1::jsonb)``: every row
-    one JSON array in a single document that orjson writes. For many rows of small values it
-    costs the client a sixth of :class:`ArrayInsert`'s encoding (asyncpg checks and encodes every
-    array element one by one) and the statement half the time; the gateway's receipt items use
-    it (500 rows: 0.17 ms of client CPU instead of 1.2 ms, see bench/RESULTS.md). A JSON null is
-    SQL NULL in a plain column and JSON ``null`` in a JSON one, as with ``ArrayInsert``."""
+    one JSON array in a single document that orjson writes; one statement for any number of
+    rows, run on the driver without SQLAlchemy's per-row work. PostgreSQL only; the projector's
+    writes and the gateway's receipt items use it.
+
+    It replaced one array parameter per column (``unnest``), which asyncpg encodes element by
+    element: for 500 receipt items 0.17 ms of client CPU instead of 1.2 ms and half the
+    statement's time; the projector benchmark ran 2.02–2.13 s instead of 2.27–2.89 s (see
+    bench/RESULTS.md). A JSON null is SQL NULL in a plain column and JSON ``null`` in a JSON one.
+    """
 
     sql: str
 
@@ -386,8 +386,8 @@ class JsonRowsInsert:
     def of(cls, table: Table, columns: Sequence[str], then: str = "") -> JsonRowsInsert:
         values = []
         for i, c in enumerate(columns):
-            kind = _array_type(table.c[c]).removesuffix("[]")
-            if isinstance(table.c[c].type, JSON):
+            kind = _pg_type(table.c[c])
+            if kind == "jsonb":
                 values.append(f"r->{i}")
             elif kind == "text":  # cast to the column's varchar(n) by the insert, which checks it
                 values.append(f"r->>{i}")
@@ -401,38 +401,8 @@ class JsonRowsInsert:
         )
         return cls(sql.rstrip())
 
-    @staticmethod
-    def parameter(rows: Sequence[tuple[Any, ...]]) -> str:
-        return orjson.dumps(rows).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class ArrayInsert:
-    """``INSERT INTO table (columns) SELECT ... FROM unnest($1, $2, ...)``, where parameter i
-    holds every row's value of column i: one statement for any number of rows, run on the driver
-    (``exec_driver_sql``) without SQLAlchemy's per-row work. PostgreSQL only; the projector's
-    writes and the gateway's receipt items use it."""
-
-    sql: str
-    json: tuple[bool, ...]  # which columns travel as JSON text
-
-    @classmethod
-    def of(cls, table: Table, columns: Sequence[str], then: str = "") -> ArrayInsert:
-        json = tuple(isinstance(table.c[c].type, JSON) for c in columns)
-        arrays = ", ".join(f"${i}::{_array_type(table.c[c])}" for i, c in enumerate(columns, 1))
-        names = ", ".join(columns)
-        values = ", ".join(
-            f"{c}::jsonb" if is_json else c for c, is_json in zip(columns, json, strict=True)
-        )
-        # Only the table's own names go into the text; the values travel as parameters.
-        sql = f"INSERT INTO {table.name} ({names}) SELECT {values} FROM unnest({arrays})"  # noqa: S608
-        return cls(f"{sql} AS r({names}) {then}".rstrip(), json)
-
-    def parameters(self, rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
-        return tuple(
-            [_json(v) for v in values] if is_json else list(values)
-            for is_json, values in zip(self.json, zip(*rows, strict=True), strict=True)
-        )
+    def parameters(self, rows: Sequence[tuple[Any, ...]]) -> tuple[str]:
+        return (orjson.dumps(rows).decode(),)
 
 
 class _CoreStatements:
@@ -504,19 +474,19 @@ class _CoreStatements:
 
 
 class _PostgresStatements:
-    """PostgreSQL: each step is one statement with a parameter per column holding that column's
-    values for every row (``unnest``), run on the driver without SQLAlchemy's per-row work."""
+    """PostgreSQL: each step is one statement with every row in one JSON parameter
+    (:class:`JsonRowsInsert`), run on the driver without SQLAlchemy's per-row work."""
 
-    _INSERT_EVENTS = ArrayInsert.of(
+    _INSERT_EVENTS = JsonRowsInsert.of(
         events, _EVENT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
     )
-    _UPSERT_OBJECTS = ArrayInsert.of(
+    _UPSERT_OBJECTS = JsonRowsInsert.of(
         objects, _OBJECT_COLUMNS, _upsert(_OBJECT_COLUMNS, _OBJECT_KEY)
     )
-    _UPSERT_VERSIONS = ArrayInsert.of(
+    _UPSERT_VERSIONS = JsonRowsInsert.of(
         object_versions, _VERSION_COLUMNS, _upsert(_VERSION_COLUMNS, _VERSION_KEY)
     )
-    _INSERT_FINDINGS = ArrayInsert.of(integrity_findings, _FINDING_COLUMNS)
+    _INSERT_FINDINGS = JsonRowsInsert.of(integrity_findings, _FINDING_COLUMNS)
     # One index scan per object (LATERAL; OFFSET 0 keeps the planner from flattening it into a
     # hash join that reads the whole table while it is small, testing every row against $4).
     _HISTORIES = (

@@ -243,8 +243,8 @@ class ReceiptRepository:
             if receipt.received_at.tzinfo is None:
                 raise ValueError("naive datetimes are not stored")
             assert self._engines.driver is not None
-            items = _ITEMS_OF_CREATED.parameter(rows)
-            row = await self._engines.driver.fetchrow(_RESERVE, items, *head)
+            items = _ITEMS_OF_CREATED.parameters(rows)
+            row = await self._engines.driver.fetchrow(_RESERVE, *items, *head)
         else:
             async with self._engines.writer.begin() as conn:
                 row = (
