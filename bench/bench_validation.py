@@ -63,10 +63,14 @@ def _rate(run: Callable[[], None], items: int) -> float:
     return items / best
 
 
-def main() -> list[str]:
-    ctx = ValidationContext(
+def _context() -> ValidationContext:
+    return ValidationContext(
         now=datetime.now(UTC), allow_synthetic=False, codelists=CodeListRegistry(load_samples())
     )
+
+
+def main() -> list[str]:
+    ctx = _context()
     lines = [
         "",
         "### Validation core (items/s, one core, best of 3)",
@@ -116,9 +120,7 @@ def main() -> list[str]:
 
 def avro() -> list[str]:
     """Events/s of the generated writer and of fastavro on the valid items' events."""
-    ctx = ValidationContext(
-        now=datetime.now(UTC), allow_synthetic=False, codelists=CodeListRegistry(load_samples())
-    )
+    ctx = _context()
     lines = [
         "",
         "### Avro encoding of the same messages' events (events/s, one core, best of 3)",
