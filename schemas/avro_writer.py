@@ -83,11 +83,9 @@ def _not_plain(what: str) -> None:
 
 _RUNTIME: dict[str, Any] = {
     "_varint": _varint,
-    "_micros": _micros,
     "_not_plain": _not_plain,
     "_pack_double": struct.Struct("<d").pack,
     "_pack_float": struct.Struct("<f").pack,
-    "datetime": datetime,
 }
 
 
