@@ -60,14 +60,17 @@ class PersonIdCheck:
     problem: Problem | None
 
 
-_FORM = PersonIdCheck(None, Problem.FORM)
-
 
 def _weighted(digits: str, weights: tuple[int, ...]) -> int:
     """The weighted digit sum of a string of ASCII digits, as many as there are weights. Its
     bytes are the digits' codes (48 + digit), so the sum over the bytes less 48 × the weights'
     sum needs no int() per digit: half the time of ``sum(map(mul, map(int, digits), weights))``."""
-    total: int = sum(map(mul, digits.encode(), weights))
+    return _weighted_bytes(digits.encode(), weights)
+
+
+def _weighted_bytes(digits: bytes, weights: tuple[int, ...]) -> int:
+    """:func:`_weighted` over the first ``len(weights)`` of ``digits``' bytes."""
+    total: int = sum(map(mul, digits, weights))  # map stops at the shorter: no slice needed
     return total - _ZERO_SUMS[weights]
 
 
@@ -81,36 +84,56 @@ def _is_digits(value: str, length: int) -> bool:
 
 def control_digits_ok(number: str) -> tuple[bool, bool]:
     """(valid today, valid only under the 2032 rule) for an 11-digit person number."""
-    first_remainder = (_weighted(number[:9], _W1) + int(number[9])) % 11
-    second_ok = (_weighted(number[:10], _W2) + int(number[10])) % 11 == 0
+    return _control_digits(number.encode())
+
+
+def _control_digits(digits: bytes) -> tuple[bool, bool]:
+    first_remainder = (_weighted_bytes(digits, _W1) + digits[9] - 48) % 11
+    second_ok = (_weighted_bytes(digits, _W2) + digits[10] - 48) % 11 == 0
     classic = first_remainder == 0 and second_ok
     return classic, (not classic) and second_ok and first_remainder in (1, 2, 3)
 
 
-def _century_candidates(individual: int, yy: int, classic: bool) -> list[int]:
+def _century_candidates(individual: int, yy: int, classic: bool) -> tuple[int, ...]:
     """Possible birth years: from the individual number where it still tells the century."""
     if not classic:
-        return [1900 + yy, 2000 + yy]
+        return (1900 + yy, 2000 + yy)
     if individual <= 499:
-        return [1900 + yy]
+        return (1900 + yy,)
     if individual <= 749 and yy >= 54:
-        return [1800 + yy]
+        return (1800 + yy,)
     if individual >= 900 and yy >= 40:
-        return [1900 + yy]
+        return (1900 + yy,)
     if yy <= 39:
-        return [2000 + yy]
-    return [1900 + yy, 2000 + yy]
+        return (2000 + yy,)
+    return (1900 + yy, 2000 + yy)
+
+
+# Every answer a check can give, made once: a person number is checked for every item, and a new
+# frozen dataclass per check cost as much as the control digits.
+_ANSWERS: dict[tuple[PersonIdKind | None, Problem | None], PersonIdCheck] = {
+    (kind, problem): PersonIdCheck(kind, problem)
+    for kind in (None, *PersonIdKind)
+    for problem in (None, *Problem)
+}
+_FORM = _ANSWERS[None, Problem.FORM]
+_TWO_DIGITS = 48 * 11  # the code of "0" times 10 plus the code of "0": "DD" → DD less this
+_THREE_DIGITS = 48 * 111
 
 
 def check_person_number(value: str, *, allow_synthetic: bool, today: date) -> PersonIdCheck:
     if not _is_digits(value, 11):
         return _FORM
-    classic, rule_2032 = control_digits_ok(value)
+    digits = value.encode()  # ASCII digits: each byte is 48 + the digit
+    classic, rule_2032 = _control_digits(digits)
     if not (classic or rule_2032):
-        return PersonIdCheck(None, Problem.CONTROL_DIGITS)
-    if value[0] in "89":
-        return PersonIdCheck(PersonIdKind.FHNR, None)
-    day, month, yy = int(value[0:2]), int(value[2:4]), int(value[4:6])
+        return _ANSWERS[None, Problem.CONTROL_DIGITS]
+    if digits[0] >= 56:  # "8" or "9": an FH-number has no date
+        return _ANSWERS[PersonIdKind.FHNR, None]
+    day = digits[0] * 10 + digits[1] - _TWO_DIGITS
+    month = digits[2] * 10 + digits[3] - _TWO_DIGITS
+    yy = digits[4] * 10 + digits[5] - _TWO_DIGITS
+    individual = digits[6] * 100 + digits[7] * 10 + digits[8] - _THREE_DIGITS
     kind = PersonIdKind.FNR
     if day > 40:
         kind, day = PersonIdKind.DNR, day - 40
@@ -118,22 +141,23 @@ def check_person_number(value: str, *, allow_synthetic: bool, today: date) -> Pe
         kind, month = PersonIdKind.SYNTHETIC, month - 80
     elif month > 40:
         kind, month = PersonIdKind.HNR, month - 40
-    years = _century_candidates(int(value[6:9]), yy, classic)
-    births = [b for b in (_date_or_none(y, month, day) for y in years) if b is not None]
-    if not births:
-        return PersonIdCheck(kind, Problem.BIRTH_DATE)
-    if all(b > today for b in births):
-        return PersonIdCheck(kind, Problem.FUTURE_BIRTH_DATE)
+    a_date = born = False  # some candidate year gives a real date; one not after today
+    for year in _century_candidates(individual, yy, classic):
+        try:
+            birth = date(year, month, day)
+        except ValueError:
+            continue
+        a_date = True
+        if birth <= today:
+            born = True
+            break
+    if not a_date:
+        return _ANSWERS[kind, Problem.BIRTH_DATE]
+    if not born:
+        return _ANSWERS[kind, Problem.FUTURE_BIRTH_DATE]
     if kind is PersonIdKind.SYNTHETIC and not allow_synthetic:
-        return PersonIdCheck(kind, Problem.SYNTHETIC_IN_PRODUCTION)
-    return PersonIdCheck(kind, None)
-
-
-def _date_or_none(year: int, month: int, day: int) -> date | None:
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
+        return _ANSWERS[kind, Problem.SYNTHETIC_IN_PRODUCTION]
+    return _ANSWERS[kind, None]
 
 
 def check_duf(value: str) -> Problem | None:

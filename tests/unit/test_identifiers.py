@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stdnum.no import fodselsnummer as stdnum_fnr
 
 from validators.identifiers import (
@@ -92,6 +94,72 @@ def test_birth_dates_in_the_future() -> None:
     today_born = _controls("150126500")  # born today (2026-01-15): not the future
     assert today_born is not None
     assert check(today_born)[1] is None
+
+
+def _spelled_out(value: str, allow_synthetic: bool) -> tuple[PersonIdKind | None, Problem | None]:
+    """The person number rules of the module docstring, written plainly: the reference the
+    checker (which works on the digits' bytes and returns shared answers) must agree with."""
+    if len(value) != 11 or not all(c in "0123456789" for c in value):
+        return None, Problem.FORM
+    d = [int(c) for c in value]
+    w1, w2 = (3, 7, 6, 1, 8, 9, 4, 5, 2), (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+    first = (sum(x * w for x, w in zip(d[:9], w1, strict=True)) + d[9]) % 11
+    second_ok = (sum(x * w for x, w in zip(d[:10], w2, strict=True)) + d[10]) % 11 == 0
+    classic = first == 0 and second_ok
+    if not (classic or (second_ok and first in (1, 2, 3))):
+        return None, Problem.CONTROL_DIGITS
+    if d[0] >= 8:
+        return PersonIdKind.FHNR, None
+    day, month, yy, individual = int(value[:2]), int(value[2:4]), int(value[4:6]), int(value[6:9])
+    kind = PersonIdKind.FNR
+    if day > 40:
+        kind, day = PersonIdKind.DNR, day - 40
+    if month > 80:
+        kind, month = PersonIdKind.SYNTHETIC, month - 80
+    elif month > 40:
+        kind, month = PersonIdKind.HNR, month - 40
+    if not classic:
+        years = [1900 + yy, 2000 + yy]
+    elif individual <= 499:
+        years = [1900 + yy]
+    elif individual <= 749 and yy >= 54:
+        years = [1800 + yy]
+    elif individual >= 900 and yy >= 40:
+        years = [1900 + yy]
+    elif yy <= 39:
+        years = [2000 + yy]
+    else:
+        years = [1900 + yy, 2000 + yy]
+    births = []
+    for year in years:
+        try:
+            births.append(date(year, month, day))
+        except ValueError:
+            pass
+    if not births:
+        return kind, Problem.BIRTH_DATE
+    if all(b > TODAY for b in births):
+        return kind, Problem.FUTURE_BIRTH_DATE
+    if kind is PersonIdKind.SYNTHETIC and not allow_synthetic:
+        return kind, Problem.SYNTHETIC_IN_PRODUCTION
+    return kind, None
+
+
+_DIGITS = st.text(alphabet="0123456789", min_size=9, max_size=9)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    number=st.one_of(
+        _DIGITS.map(_controls).filter(bool),  # valid control digits: the date rules run
+        _DIGITS.map(lambda first9: _controls(first9, first_remainder=2)).filter(bool),
+        st.text(alphabet="0123456789", min_size=11, max_size=11),
+        st.text(min_size=0, max_size=12),
+    ),
+    allow_synthetic=st.booleans(),
+)
+def test_the_checker_agrees_with_the_rules_spelled_out(number: str, allow_synthetic: bool) -> None:
+    assert check(number, allow_synthetic) == _spelled_out(number, allow_synthetic)
 
 
 def test_duf_numbers() -> None:
