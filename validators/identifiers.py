@@ -60,7 +60,6 @@ class PersonIdCheck:
     problem: Problem | None
 
 
-
 def _weighted(digits: str, weights: tuple[int, ...]) -> int:
     """The weighted digit sum of a string of ASCII digits, as many as there are weights. Its
     bytes are the digits' codes (48 + digit), so the sum over the bytes less 48 × the weights'

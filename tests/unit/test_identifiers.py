@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 
 import pytest
@@ -132,10 +133,8 @@ def _spelled_out(value: str, allow_synthetic: bool) -> tuple[PersonIdKind | None
         years = [1900 + yy, 2000 + yy]
     births = []
     for year in years:
-        try:
+        with contextlib.suppress(ValueError):
             births.append(date(year, month, day))
-        except ValueError:
-            pass
     if not births:
         return kind, Problem.BIRTH_DATE
     if all(b > TODAY for b in births):
