@@ -78,6 +78,9 @@ class ValidationContext:
     today: date = field(init=False)
     latest: datetime = field(init=False)  # the latest instant not "in the future"
     earliest_clinical: date = field(init=False)  # the start of the reporting window
+    # Yesterday: a date or date-time written "YYYY-MM-DD…" on a day before it (such text compares
+    # as the dates do) has passed at any UTC offset (under a day), so BUS-001 need not parse it.
+    past_before: str = field(init=False)
 
     def __post_init__(self) -> None:
         today = self.now.date()
@@ -86,6 +89,7 @@ class ValidationContext:
         object.__setattr__(
             self, "earliest_clinical", today - timedelta(days=self.reporting_window_days)
         )
+        object.__setattr__(self, "past_before", (today - timedelta(days=1)).isoformat())
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,10 @@ class _Field:
 
     path: tuple[str, ...]
     annotations: Mapping[str, Any]
+    # The annotations the rule checks read for every value, looked up once:
+    identifier: str | None = None  # x-identifier
+    codelist: str | None = None  # x-codelist
+    not_before: str | None = None  # x-notBefore
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +207,13 @@ def _collect(schema: Any, path: tuple[str, ...], plan: _Plan, named: dict[str, A
             continue  # item arrays are planned by themselves
         ann = {k: v for k, v in f.items() if k.startswith("x-")}
         field_path = (*path, f["name"])
-        here = _Field(field_path, ann)
+        here = _Field(
+            field_path,
+            ann,
+            identifier=ann.get("x-identifier"),
+            codelist=ann.get("x-codelist"),
+            not_before=ann.get("x-notBefore"),
+        )
         if "x-identifier" in ann:
             plan.identifiers.append(here)
             if ann["x-identifier"] in NATIONAL_IDENTITY_KINDS:
@@ -319,16 +333,19 @@ class ModelValidator:
         return ctx.today
 
     def _identifiers(self, values: Found, base: str, ctx: ValidationContext) -> list[Finding]:
+        # Runs for every identifier of every item: the path and the finding are made only when
+        # something is wrong.
         out: list[Finding] = []
         for spec, pointer, raw in values:
-            kind = spec.annotations["x-identifier"]
-            value, path = str(raw), base + pointer
+            kind = spec.identifier
+            value = raw if type(raw) is str else str(raw)
             if kind in PERSON_NUMBER_KINDS:
                 check = check_person_number(
                     value, allow_synthetic=ctx.allow_synthetic, today=ctx.today
                 )
                 if check.problem is not None:
-                    self._add(out, self._finding(ctx, _PERSON_PROBLEM_RULES[check.problem], path))
+                    rule_id = _PERSON_PROBLEM_RULES[check.problem]
+                    self._add(out, self._finding(ctx, rule_id, base + pointer))
                 elif (
                     check.kind is not None
                     and check.kind != kind
@@ -339,7 +356,7 @@ class ModelValidator:
                         self._finding(
                             ctx,
                             "IDN-005",
-                            path,
+                            base + pointer,
                             expected=KIND_NAMES[kind],
                             actual=KIND_NAMES[check.kind],
                         ),
@@ -347,31 +364,33 @@ class ModelValidator:
             elif kind == "sctid":
                 problem = check_sctid(value)
                 if problem is Problem.SCTID_PARTITION:
-                    self._add(out, self._finding(ctx, "IDN-011", path, partition=value[-3:-1]))
+                    self._add(
+                        out, self._finding(ctx, "IDN-011", base + pointer, partition=value[-3:-1])
+                    )
                 elif problem is not None:
-                    self._add(out, self._finding(ctx, "IDN-010", path))
+                    self._add(out, self._finding(ctx, "IDN-010", base + pointer))
             elif kind in _SIMPLE_CHECKS:
                 checker, rule_id = _SIMPLE_CHECKS[kind]
                 if checker(value) is not None:
-                    self._add(out, self._finding(ctx, rule_id, path))
+                    self._add(out, self._finding(ctx, rule_id, base + pointer))
         return out
 
     def _codes(self, values: Found, base: str, on: date, ctx: ValidationContext) -> list[Finding]:
         out: list[Finding] = []
-        on_text = on.isoformat()
         for spec, pointer, raw in values:
-            codelist_id = spec.annotations["x-codelist"]
+            codelist_id = spec.codelist
             codelist = ctx.codelists.get(codelist_id)
-            path, code = base + pointer, str(raw)
+            code = raw if type(raw) is str else str(raw)
             if codelist is None:
-                self._add(out, self._finding(ctx, "KOD-004", path, codelist=codelist_id))
+                self._add(out, self._finding(ctx, "KOD-004", base + pointer, codelist=codelist_id))
                 continue
             found = codelist.lookup(code, on)
             if found.status == "absent" and "." in code:  # ICD-10 is stored without dots
                 found = codelist.lookup(code.replace(".", ""), on)
             if found.status == "member":
                 continue
-            params = {"code": code, "codelist": codelist_id, "on": on_text}
+            path = base + pointer
+            params = {"code": code, "codelist": codelist_id, "on": on.isoformat()}
             if found.status == "absent":
                 self._add(out, self._finding(ctx, "KOD-001", path, found.version, **params))
             elif found.status == "inactive":
@@ -386,11 +405,15 @@ class ModelValidator:
         value = item.value
         assert value is not None
         out: list[Finding] = []
+        past_before = ctx.past_before
         for _spec, pointer, raw in found.times:
-            if _in_future(str(raw), ctx.latest, ctx.today):
+            text = raw if type(raw) is str else str(raw)
+            if text[:10] < past_before and text[4:5] == "-" and text[7:8] == "-":
+                continue  # two days ago or more: not in the future at any offset
+            if _in_future(text, ctx.latest, ctx.today):
                 self._add(out, self._finding(ctx, "BUS-001", item.path + pointer, value=raw))
         for spec, pointer, raw in found.not_before:
-            start = value.get(spec.annotations["x-notBefore"])
+            start = value.get(spec.not_before)
             if start is not None and _instant(str(raw)) < _instant(str(start)):
                 self._add(
                     out,
@@ -408,7 +431,12 @@ class ModelValidator:
                 ),
             )
         for group, pointer, person in found.persons:
-            if isinstance(person, dict) and all(person.get(f) is None for f in group.fields):
+            if not isinstance(person, dict):
+                continue
+            for name in group.fields:
+                if person.get(name) is not None:
+                    break
+            else:  # none of its national-identity fields is given
                 self._add(
                     out,
                     self._finding(

@@ -247,3 +247,16 @@ def test_findings_name_the_code_list_version_they_used() -> None:
     [item] = ModelValidator(model).validate(message, CONTEXT).items
     [finding] = item.findings
     assert finding.codelist_version == "volven-8406@2024-01-01 (sample)"
+
+
+@pytest.mark.parametrize("days_ago", [-1, 0, 1, 2, 3])
+@pytest.mark.parametrize("offset", ["-23:59", "-12:00", "+00:00", "+14:00", "+23:59"])
+@pytest.mark.parametrize("clock", ["00:00:00", "12:04:00", "12:06:00", "23:59:59"])
+def test_a_time_is_in_the_future_exactly_when_its_instant_is(
+    days_ago: int, offset: str, clock: str
+) -> None:
+    """BUS-001 skips parsing times written on a day at least two before today; around that
+    boundary, at the extreme UTC offsets, it must still agree with the instant itself."""
+    text = f"{(NOW.date() - timedelta(days=days_ago)).isoformat()}T{clock}{offset}"
+    in_future = datetime.fromisoformat(text) > NOW + timedelta(minutes=5)
+    assert ("BUS-001" in _rules_fired("kontakt", _set("innDatoTid", text), CONTEXT)) is in_future
