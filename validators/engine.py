@@ -138,10 +138,13 @@ class _Plan:
     def compile(self) -> None:
         """``gather(record)``: every field's values in one generated function, nested lookups
         and loops unrolled from the paths (this runs for every item; walking each path
-        generically took a fifth of the rule checks' time). Values come in the order of the
-        plan's fields, each field's in document order."""
-        lines = ["def gather(r):", "    found = _Values([], [], [], [], [])"]
+        generically took a fifth of the rule checks' time). A member outside any list is looked
+        up once however many fields lie under it. Values come in the order of the plan's
+        fields, each field's in document order."""
+        categories = ("identifiers", "codes", "times", "not_before", "persons")
+        body: list[str] = []
         names: dict[str, Any] = {"_Values": _Values}
+        members: dict[tuple[str, ...], str] = {(): "r"}  # member path → the local holding it
         groups: list[tuple[str, list[tuple[Any, tuple[str, ...]]]]] = [
             ("identifiers", [(f, f.path) for f in self.identifiers]),
             ("codes", [(f, f.path) for f in self.codes]),
@@ -153,19 +156,50 @@ class _Plan:
             for tag, path in entries:
                 tag_name = f"t{len(names)}"
                 names[tag_name] = tag
-                lines += _walk_source(path, f"found.{category}", tag_name)
-        lines.append("    return found")
+                plain = path.index("*") if "*" in path else len(path)
+                node = _member_source(path[:plain], members, body)
+                pointer = "".join(f"/{part}" for part in path[:plain])
+                body += _walk_source(path[plain:], node, pointer, category, tag_name)
+        lines = [
+            "def gather(r):",
+            f"    {', '.join(categories)} = {', '.join('[]' for _ in categories)}",
+            "    if isinstance(r, dict):",
+            *["        " + line for line in body or ["pass"]],
+            f"    return _Values({', '.join(categories)})",
+        ]
         source = "\n".join(lines) + "\n"
         exec(compile(source, "<rule plan>", "exec"), names)  # noqa: S102 - generated from the schema
         self.gather = names["gather"]
 
 
-def _walk_source(path: tuple[str, ...], target: str, tag: str) -> list[str]:
+def _member_source(
+    path: tuple[str, ...], members: dict[tuple[str, ...], str], body: list[str]
+) -> str:
+    """The local that holds the member at ``path`` (no lists on the way) under the record ``r``,
+    or None where something on the way is missing or not an object; appends to ``body`` the
+    lookups not made before."""
+    if path in members:
+        return members[path]
+    parent = _member_source(path[:-1], members, body)
+    name, local = path[-1], f"m{len(members)}"
+    if not name.isidentifier():
+        raise ValueError(f"field name {name!r} cannot be in a generated path")
+    if parent == "r":  # checked to be an object once, at the top
+        body.append(f"{local} = r.get({name!r})")
+    else:
+        body.append(f"{local} = {parent}.get({name!r}) if isinstance({parent}, dict) else None")
+    members[path] = local
+    return local
+
+
+def _walk_source(
+    path: tuple[str, ...], node: str, pointer: str, target: str, tag: str
+) -> list[str]:
     """Source that appends ``(tag, pointer, value)`` to ``target`` for every non-null value at
-    ``path`` under ``r`` (``*`` for every element of a list; anything not a dict or list where
-    the path goes on has no values)."""
+    ``path`` under the local ``node``, found at ``pointer`` (``*`` for every element of a list;
+    anything not a dict or list where the path goes on has no values)."""
     lines: list[str] = []
-    node, pointer, indent = "r", "", "    "
+    indent = ""
     for depth, part in enumerate(path):
         child = f"n{depth}"
         if part == "*":
