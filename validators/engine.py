@@ -297,14 +297,17 @@ class ModelValidator:
         if has_errors(result.message_findings):
             return result
         checked_blocks: set[str] = set()
+        context = None  # a block's items are in a row and share its context
         for item in result.items:
-            block_pointer = "/" + item.path.split("/")[1]
-            if block_pointer not in checked_blocks:
-                checked_blocks.add(block_pointer)
-                block = self._block.gather(item.context)
-                result.message_findings.extend(
-                    self._identifiers(block.identifiers, block_pointer, ctx)
-                )
+            if item.context is not context:
+                context = item.context
+                block_pointer = "/" + item.path.split("/")[1]
+                if block_pointer not in checked_blocks:
+                    checked_blocks.add(block_pointer)
+                    block = self._block.gather(context)
+                    result.message_findings.extend(
+                        self._identifiers(block.identifiers, block_pointer, ctx)
+                    )
             if item.value is not None:
                 self._check_item(item, ctx)
         return result

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 from operator import mul
 
 from stdnum import verhoeff
@@ -185,6 +186,7 @@ def check_resh(value: str) -> Problem | None:
     return None if ok else Problem.FORM
 
 
+@lru_cache(maxsize=8192)  # a message repeats its codes; a SNOMED CT id is not personal data
 def check_sctid(value: str) -> Problem | None:
     """A SNOMED CT concept id: 6–18 digits, Verhoeff check digit, a concept partition (00 in the
     international edition, 10 in an extension, whose 7-digit namespace precedes it)."""
