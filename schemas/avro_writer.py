@@ -170,11 +170,14 @@ class _Generator:
                 return [f"{self.record_function(schema)}(o, {value})"]
             if kind == "enum":
                 self.named[schema["name"]] = schema
-                symbols = self.constant({s: i << 1 for i, s in enumerate(schema["symbols"])})
+                # Each symbol's encoded index, made once.
+                symbols = self.constant(
+                    {s: _varint(i << 1) for i, s in enumerate(schema["symbols"])}
+                )
                 return [
                     f"if type({value}) is not str or {value} not in {symbols}:",
                     f"    _not_plain('not a symbol of {schema['name']}')",
-                    f"o += _varint({symbols}[{value}])",
+                    f"o += {symbols}[{value}]",
                 ]
             if kind == "fixed":
                 self.named[schema["name"]] = schema

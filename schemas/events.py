@@ -11,7 +11,9 @@ Ids are deterministic so that a retried submission is recognised wherever it is 
 from __future__ import annotations
 
 import hashlib
+import operator
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import lru_cache
@@ -19,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas.catalogue import MessageModel
-from validators.structure import ExtractedItem, field_value
+from validators.structure import ExtractedItem, ItemSpec, field_value
 
 _NAMESPACE = uuid.UUID("6f1f5c2e-3a7d-5b8e-9c41-2d0a7e8b4f10")
 # Care happens in Norway: a date without a time means that day's start there.
@@ -127,7 +129,8 @@ class Event:
 
 class EventBuilder:
     """Makes the events of one message's valid items; what they share (the event id prefix, the
-    unit, receipt and recorded time) is worked out once, not per item."""
+    unit, receipt and recorded time, how each item kind's fields are read) is worked out once,
+    not per item."""
 
     def __init__(
         self,
@@ -143,34 +146,54 @@ class EventBuilder:
         self._receipt_id = receipt_id
         self._recorded_time = recorded_time
         self._id_prefix = _event_id_prefix(unit, model.key, body_sha256)
+        self._readers: dict[str, _ItemReader] = {}  # by array field
 
     def __call__(self, item: ExtractedItem) -> Event:
         """The event of an item that passed validation (``item.value`` is set)."""
         value = item.value
         assert value is not None, "only valid items become events"
         spec = item.spec
-        clinical = (
-            field_value(value, spec.clinical_time_field) if spec.clinical_time_field else None
-        )
-        valid = field_value(value, spec.valid_time_field) if spec.valid_time_field else None
+        reader = self._readers.get(spec.array_field)
+        if reader is None:
+            reader = self._readers[spec.array_field] = _ItemReader(spec)
+        valid = reader.valid_time(value)
         digest = self._id_prefix.copy()
         digest.update(str(item.index).encode())
+        # Positional, in the order of Event's fields: this runs for every accepted item.
         return Event(
-            event_id=_uuid5_text(digest.digest()),
-            receipt_id=self._receipt_id,
-            item_index=item.index,
-            unit=self._unit,
-            message_type=self._model.message_type,
-            version=self._model.version,
-            object_id=str(field_value(value, spec.object_id_field)),
-            action=spec.action_of(value),
-            valid_time=parse_valid_time(valid) if valid else self._recorded_time,
-            recorded_time=self._recorded_time,
-            clinical_time=clinical,
-            context=item.context,
-            payload=value,
-            payload_type=spec.record_name,
+            _uuid5_text(digest.digest()),
+            self._receipt_id,
+            item.index,
+            self._unit,
+            self._model.message_type,
+            self._model.version,
+            str(reader.object_id(value)),
+            spec.action_of(value),
+            parse_valid_time(valid) if valid else self._recorded_time,
+            self._recorded_time,
+            reader.clinical_time(value),
+            item.context,
+            value,
+            spec.record_name,
         )
+
+
+class _ItemReader:
+    """Reads an item kind's object id, valid time and clinical time: a plain ``dict.get`` for
+    a top-level field (the usual case), :func:`field_value` for a dotted path, None for none."""
+
+    def __init__(self, spec: ItemSpec) -> None:
+        self.object_id = _getter(spec.object_id_field)
+        self.valid_time = _getter(spec.valid_time_field)
+        self.clinical_time = _getter(spec.clinical_time_field)
+
+
+def _getter(dotted: str | None) -> Callable[[dict[str, Any]], Any]:
+    if dotted is None:
+        return lambda _value: None
+    if "." not in dotted:
+        return operator.methodcaller("get", dotted)  # value.get(dotted), without a Python frame
+    return lambda value: field_value(value, dotted)
 
 
 def event_for_item(
