@@ -73,6 +73,7 @@ def test_the_envelope_codecs_match_fastavro() -> None:
         "object_id": None,
         "recorded_time": now,
         "item_json": '{"avtaleId": "å' + "x" * 200 + '"}',
+        "block_json": '{"orgNr": "974152533"}',
         "findings": [
             {
                 "rule_id": "IDN-001",
@@ -87,6 +88,13 @@ def test_the_envelope_codecs_match_fastavro() -> None:
         * 70,
     }
     assert CATALOGUE.quarantine_codec._write(quarantined) == (
+        CATALOGUE.quarantine_codec.encode_with_fastavro(quarantined)
+    )
+    # A field left out, even one with a default, is fastavro's to fill in.
+    del quarantined["block_json"]
+    with pytest.raises(KeyError):
+        CATALOGUE.quarantine_codec._write(quarantined)
+    assert CATALOGUE.quarantine_codec.encode(quarantined) == (
         CATALOGUE.quarantine_codec.encode_with_fastavro(quarantined)
     )
     for codec in (CATALOGUE.poison_codec, CATALOGUE.receipt_update_codec):
