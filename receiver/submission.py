@@ -157,7 +157,9 @@ class SubmissionService:
                 assert stored is not None
                 return SubmissionResult(stored.as_dict(), replayed=True)
 
-            await self._produce(model, principal, new_receipt, message, items, events, meta)
+            await self._produce(
+                model, principal, new_receipt, message, items, events, build_event, meta
+            )
             await self._rt.receipts.mark_validated(receipt_id, principal.unit)
         self._rt.receipt_changed.notify()
         self._count(model, items)
@@ -176,6 +178,7 @@ class SubmissionService:
         message: Any,
         items: list[ExtractedItem],
         events: dict[int, Event],
+        build_event: EventBuilder,
         meta: SubmissionMeta,
     ) -> None:
         topics = self._rt.topics
@@ -196,7 +199,7 @@ class SubmissionService:
                     ProduceRecord(
                         accepted_topic,
                         event.key,
-                        model.event_codec.encode(event.to_avro()),
+                        build_event.encode(event),
                         (("event_id", event.event_id.encode()), *common),
                     )
                 )

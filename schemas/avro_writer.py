@@ -23,6 +23,7 @@ others the plain value is written as is, and a value to convert (a ``date``, a `
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -324,3 +325,102 @@ def compile_writer(parsed_schema: dict[str, Any], header: bytes = b"") -> Callab
     write: Callable[[Any], bytes] = namespace["write"]
     write.source = "\n".join(source_lines)  # type: ignore[attr-defined]
     return write
+
+
+class SplitWriter:
+    """A record writer for many datums that share some field values (a message's events share
+    their receipt, unit, model and recorded time): :meth:`bind` encodes the shared fields once
+    and returns ``write(*varying) -> header + Avro binary``, taking the other fields in schema
+    order (:attr:`varying`). A field named in ``encoded`` is passed already encoded, by
+    :meth:`encode_field`, for values the caller can reuse (a block's context for its items).
+
+    The bytes are those of the whole-record writer (tests compare them); like it, the bound
+    writer raises :class:`NotPlain` (or another error) for a datum it leaves to fastavro.
+    """
+
+    def __init__(
+        self,
+        parsed_schema: dict[str, Any],
+        header: bytes,
+        *,
+        fixed: frozenset[str],
+        encoded: frozenset[str],
+    ) -> None:
+        names = [f["name"] for f in parsed_schema["fields"]]
+        unknown = (fixed | encoded) - set(names)
+        if unknown or fixed & encoded:
+            raise ValueError(f"fields not in the record, or both fixed and encoded: {unknown}")
+        generator = _Generator()
+        generator.named[parsed_schema["name"]] = parsed_schema
+        self.fixed = tuple(n for n in names if n in fixed)
+        self.varying = tuple(n for n in names if n not in fixed)
+        self.encoded = encoded
+        functions: list[list[str]] = []
+        segments: list[tuple[str, list[str]]] = []  # (function, its fields): one per run of fixed
+        parameters: list[str] = []
+        body: list[str] = []
+        field_encoders: dict[str, str] = {}
+        run: list[str] | None = None  # the lines of the current run's segment function
+        for f in parsed_schema["fields"]:
+            name, value = f["name"], generator.local()
+            if name in fixed:
+                if run is None:
+                    segment = f"_segment{len(segments)}"
+                    segments.append((segment, []))
+                    parameters.insert(len(segments) - 1, f"s{len(segments) - 1}")
+                    body.append(f"o += s{len(segments) - 1}")
+                    run = [f"def {segment}(d):", "    o = bytearray()"]
+                    functions.append(run)
+                segments[-1][1].append(name)
+                run += [f"    {value} = d[{name!r}]"]
+                run += ["    " + line for line in generator.write(f["type"], value)]
+                continue
+            run = None
+            parameters.append(value)
+            if name in encoded:
+                encoder = field_encoders[name] = f"_field{len(field_encoders)}"
+                functions.append(
+                    [
+                        f"def {encoder}({value}):",
+                        "    o = bytearray()",
+                        *["    " + line for line in generator.write(f["type"], value)],
+                        "    return bytes(o)",
+                    ]
+                )
+                body.append(f"o += {value}")
+            else:
+                body += generator.write(f["type"], value)
+        for lines in functions:
+            if lines[0].startswith("def _segment"):
+                lines.append("    return bytes(o)")
+        source_lines = [line for lines in generator.functions.values() for line in lines]
+        for lines in functions:
+            source_lines += lines
+        source_lines += [
+            f"def write({', '.join(parameters)}):",
+            f"    o = bytearray({header!r})",
+            *["    " + line for line in body],
+            "    return bytes(o)",
+        ]
+        namespace: dict[str, Any] = {**_RUNTIME, **generator.constants}
+        code = compile(
+            "\n".join(source_lines) + "\n",
+            f"<avro split writer {parsed_schema.get('name')}>",
+            "exec",
+        )
+        exec(code, namespace)  # noqa: S102 - source generated above from a schema, not from input
+        self.source = "\n".join(source_lines)
+        self._write: Callable[..., bytes] = namespace["write"]
+        self._segments = [(namespace[function], fields) for function, fields in segments]
+        self._encoders: dict[str, Callable[[Any], bytes]] = {
+            name: namespace[function] for name, function in field_encoders.items()
+        }
+
+    def bind(self, fixed_values: dict[str, Any]) -> Callable[..., bytes]:
+        """``write(*varying)`` with the fixed fields' bytes made now, from ``fixed_values``."""
+        encoded = [segment(fixed_values) for segment, _fields in self._segments]
+        return functools.partial(self._write, *encoded)
+
+    def encode_field(self, name: str, value: Any) -> bytes:
+        """The encoding of a field named in ``encoded``, to pass to the bound writer."""
+        return self._encoders[name](value)

@@ -11,7 +11,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas.avro_writer import compile_writer
+from schemas.avro_writer import SplitWriter, compile_writer
 
 MAGIC = b"\xc3\x01"
 
@@ -29,12 +29,28 @@ class AvroCodec:
         )
         self.header = MAGIC + self.fingerprint
         self._write = compile_writer(self.parsed, self.header)  # type: ignore[arg-type]
+        self._split_writers: dict[tuple[frozenset[str], frozenset[str]], SplitWriter] = {}
 
     def encode(self, datum: Any) -> bytes:
         try:
             return self._write(datum)
         except Exception:  # anything unusual (or invalid) is fastavro's to decide
             return self.encode_with_fastavro(datum)
+
+    def split_writer(self, fixed: frozenset[str], encoded: frozenset[str]) -> SplitWriter:
+        """The writer for datums sharing the ``fixed`` fields' values (see
+        :class:`~schemas.avro_writer.SplitWriter`), generated once per choice of fields. Where it
+        raises, encode the datum with :meth:`encode` instead."""
+        key = (fixed, encoded)
+        writer = self._split_writers.get(key)
+        if writer is None:
+            writer = self._split_writers[key] = SplitWriter(
+                self.parsed,  # type: ignore[arg-type]
+                self.header,
+                fixed=fixed,
+                encoded=encoded,
+            )
+        return writer
 
     def encode_with_fastavro(self, datum: Any) -> bytes:
         """The reference encoding; the generated writer must give the same bytes."""

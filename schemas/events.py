@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from schemas.avro_writer import SplitWriter
 from schemas.catalogue import MessageModel
 from validators.structure import ExtractedItem, ItemSpec, field_value
 
@@ -127,10 +128,16 @@ class Event:
         )
 
 
+# The envelope fields every event of a message shares, and the one its block's items share: their
+# Avro bytes are made once per message (once per block for the context), not once per event.
+_SHARED_FIELDS = frozenset({"receipt_id", "unit", "message_type", "version", "recorded_time"})
+_BLOCK_FIELDS = frozenset({"context"})
+
+
 class EventBuilder:
-    """Makes the events of one message's valid items; what they share (the event id prefix, the
-    unit, receipt and recorded time, how each item kind's fields are read) is worked out once,
-    not per item."""
+    """Makes the events of one message's valid items, and their Avro encoding; what they share
+    (the event id prefix, the unit, receipt and recorded time and their bytes, how each item
+    kind's fields are read) is worked out once, not per item."""
 
     def __init__(
         self,
@@ -147,6 +154,10 @@ class EventBuilder:
         self._recorded_time = recorded_time
         self._id_prefix = _event_id_prefix(unit, model.key, body_sha256)
         self._readers: dict[str, _ItemReader] = {}  # by array field
+        self._writer: SplitWriter | None = None  # these two set by the first encode()
+        self._write: Callable[..., bytes] | None = None
+        # Encoded contexts by id(): each entry keeps its dict alive, so no id is reused meanwhile.
+        self._contexts: dict[int, tuple[dict[str, Any], bytes]] = {}
 
     def __call__(self, item: ExtractedItem) -> Event:
         """The event of an item that passed validation (``item.value`` is set)."""
@@ -176,6 +187,67 @@ class EventBuilder:
             value,
             spec.record_name,
         )
+
+    def encode(self, event: Event) -> bytes:
+        """``model.event_codec.encode(event.to_avro())``, the same bytes, for one of this
+        builder's events; what its events share is encoded once."""
+        codec = self._model.event_codec
+        if (
+            event.receipt_id is not self._receipt_id
+            or event.recorded_time is not self._recorded_time
+        ):
+            return codec.encode(event.to_avro())  # not one of this builder's events
+        try:
+            write = self._write or self._bind()
+            context = event.context
+            cached = self._contexts.get(id(context))
+            if cached is None:
+                assert self._writer is not None  # bound
+                encoded = self._writer.encode_field("context", context)
+                cached = self._contexts[id(context)] = (context, encoded)
+            return write(  # the varying fields, in _VARYING's order
+                event.event_id,
+                event.item_index,
+                event.object_id,
+                event.action,
+                event.valid_time,
+                event.clinical_time,
+                cached[1],
+                event.payload_type,
+                (event.payload_type, event.payload),
+            )
+        except Exception:  # anything unusual (or invalid) is for the whole-record path to decide
+            return codec.encode(event.to_avro())
+
+    def _bind(self) -> Callable[..., bytes]:
+        writer = self._model.event_codec.split_writer(_SHARED_FIELDS, _BLOCK_FIELDS)
+        if writer.varying != _VARYING:
+            raise ValueError(f"the event schema's fields are not in the order {_VARYING}")
+        self._writer = writer
+        self._write = writer.bind(
+            {
+                "receipt_id": self._receipt_id,
+                "unit": self._unit,
+                "message_type": self._model.message_type,
+                "version": self._model.version,
+                "recorded_time": self._recorded_time,
+            }
+        )
+        return self._write
+
+
+# The arguments of EventBuilder.encode's writer: the event schema's fields but the shared ones.
+_VARYING = (
+    "event_id",
+    "item_index",
+    "object_id",
+    "action",
+    "valid_time",
+    "clinical_time",
+    "context",
+    "payload_type",
+    "payload",
+)
 
 
 class _ItemReader:
