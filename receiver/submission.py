@@ -290,5 +290,5 @@ def _receipt_item(item: ExtractedItem, event: Event | None) -> NewReceiptItem:
         object_id=event.object_id if event else item.object_id,  # the same id, found once
         event_id=event.event_id if event else None,
         outcome="accepted" if event else "rejected",
-        findings=[f.as_dict() for f in item.findings],
+        findings=[f.as_dict() for f in item.findings] if item.findings else [],
     )

@@ -8,6 +8,7 @@ receipt row.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -102,17 +103,7 @@ class ReceiptItemView:
     object_id: str | None
     event_id: str | None
     status: str
-    findings: list[dict[str, Any]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "path": self.path,
-            "object_id": self.object_id,
-            "event_id": self.event_id,
-            "status": self.status,
-            "findings": self.findings,
-        }
+    findings: list[dict[str, Any]]  # ReceiptView.as_dict writes an item out
 
 
 @dataclass(slots=True)
@@ -153,27 +144,23 @@ class ReceiptView:
 
     @property
     def counts(self) -> dict[str, int]:
-        counts = {
+        statuses = Counter([item.status for item in self.items])
+        rejected = statuses["rejected"]
+        return {
             "items": len(self.items),
-            "accepted": 0,
-            "rejected": 0,
-            "applied": 0,
-            "duplicate": 0,
+            "accepted": len(self.items) - rejected,
+            "rejected": rejected,
+            "applied": statuses["applied"],
+            "duplicate": statuses["duplicate"],
         }
-        for item in self.items:
-            if item.status == "rejected":
-                counts["rejected"] += 1
-            else:
-                counts["accepted"] += 1
-                if item.status in ("applied", "duplicate"):
-                    counts[item.status] += 1
-        return counts
 
     @property
     def status(self) -> str:
+        return self._status(self.counts)
+
+    def _status(self, c: dict[str, int]) -> str:
         if self.stage == "received":
             return "received"
-        c = self.counts
         if c["accepted"] == 0:
             return "rejected"
         settled = c["applied"] + c["duplicate"] == c["accepted"]
@@ -182,6 +169,7 @@ class ReceiptView:
         return "partially_applied" if settled else "partially_accepted"
 
     def as_dict(self) -> dict[str, Any]:
+        counts = self.counts  # a pass over the items: once, not again for the status
         return {
             "receipt_id": self.receipt_id,
             "submission": {
@@ -195,9 +183,19 @@ class ReceiptView:
                 "idempotency_key": self.idempotency_key,
             },
             "stage": self.stage,
-            "status": self.status,
-            "counts": self.counts,
-            "items": [item.as_dict() for item in self.items],
+            "status": self._status(counts),
+            "counts": counts,
+            "items": [
+                {
+                    "index": i.index,
+                    "path": i.path,
+                    "object_id": i.object_id,
+                    "event_id": i.event_id,
+                    "status": i.status,
+                    "findings": i.findings,
+                }
+                for i in self.items
+            ],
         }
 
 
