@@ -331,10 +331,13 @@ class StructureCompiler:
             ann = {**schema, **ann}
         if kind == "string" and "x-format" not in ann:
             parts, constants = ["type(v) is str"], {}
-            if "x-digits" in ann or "x-pattern" in ann:
-                pattern = rf"^\d{{{ann['x-digits']}}}$" if "x-digits" in ann else ann["x-pattern"]
+            if "x-digits" in ann:
+                # What ^\d{n}$ matches bar a final newline: \d is any Unicode Nd character,
+                # exactly what str.isdecimal() takes; a third of the time of the match.
+                parts.append(f"len(v) == {int(ann['x-digits'])} and v.isdecimal()")
+            elif "x-pattern" in ann:
                 parts.append("{p}(v) is not None")
-                constants["p"] = re.compile(pattern).match
+                constants["p"] = re.compile(ann["x-pattern"]).match
             if ann.get("x-minLength", 0) > 0:
                 parts.append(f"len(v) >= {int(ann['x-minLength'])}")
             if ann.get("x-maxLength") is not None:

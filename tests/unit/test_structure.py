@@ -6,10 +6,12 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.catalogue import load_catalogue
 from validators.rules import load_catalogue as load_rules
-from validators.structure import StructureCompiler
+from validators.structure import INVALID, StructureCompiler, _Context, _string_node
 
 MODEL = load_catalogue().require("HST_Avtale", 1)
 
@@ -173,3 +175,33 @@ def test_enum_values_are_checked() -> None:
 def test_unsupported_schema_constructs_fail_at_compile_time() -> None:
     with pytest.raises(NotImplementedError):
         StructureCompiler().compile_message({"type": "map", "values": "string"})
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(categories=["Nd"]), min_size=10, max_size=12),
+        st.text(alphabet="0123456789\n٣²x", min_size=10, max_size=12),
+        st.integers(min_value=-1, max_value=10**12),
+    )
+)
+def test_a_digits_field_takes_what_its_pattern_takes(value: Any) -> None:
+    """The inlined check of an ``x-digits`` field (``len(v) == n and v.isdecimal()``) gives what
+    the field's own check, a ``^\\d{n}$`` match, gives: the same value and the same findings."""
+    record = {
+        "type": "record",
+        "name": "Holder",
+        "namespace": "test.digits",
+        "fields": [{"name": "number", "type": "string", "x-digits": 11}],
+    }
+    check = StructureCompiler()._compile(record, namespace="", annotations={})
+    inline, direct = _Context(), _Context()
+    out = check({"number": value}, "", inline)
+    expected = _string_node({"x-digits": 11})(value, "/number", direct)
+    assert [(f.rule_id, f.path) for f in inline.findings] == [
+        (f.rule_id, f.path) for f in direct.findings
+    ]
+    if expected is INVALID:
+        assert out is INVALID
+    else:
+        assert out == {"number": expected}
