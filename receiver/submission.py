@@ -284,11 +284,11 @@ def _raw_block(model: MessageModel, message: Any, item: ExtractedItem) -> dict[s
 
 
 def _receipt_item(item: ExtractedItem, event: Event | None) -> NewReceiptItem:
-    return NewReceiptItem(
-        item_index=item.index,
-        path=item.path,
-        object_id=event.object_id if event else item.object_id,  # the same id, found once
-        event_id=event.event_id if event else None,
-        outcome="accepted" if event else "rejected",
-        findings=[f.as_dict() for f in item.findings] if item.findings else [],
+    return NewReceiptItem(  # positional: one per item
+        item.index,
+        item.path,
+        event.object_id if event else item.object_id,  # the same id, found once
+        event.event_id if event else None,
+        "accepted" if event else "rejected",
+        [f.as_dict() for f in item.findings] if item.findings else [],
     )
