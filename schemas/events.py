@@ -47,7 +47,7 @@ def event_id_for(unit: str, model_key: str, body_sha256: str, item_index: int) -
     copied for each item."""
     digest = _event_id_prefix(unit, model_key, body_sha256).copy()
     digest.update(str(item_index).encode())
-    return _uuid5_text(digest.digest())
+    return _uuid5_text(digest.hexdigest())
 
 
 @lru_cache(maxsize=64)
@@ -56,13 +56,15 @@ def _event_id_prefix(unit: str, model_key: str, body_sha256: str) -> Any:
     return hashlib.sha1(_NAMESPACE.bytes + name.encode(), usedforsecurity=False)
 
 
-def _uuid5_text(sha1_digest: bytes) -> str:
-    """What ``str(uuid.UUID(bytes=sha1_digest[:16], version=5))`` gives, without the object."""
-    raw = bytearray(sha1_digest[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def _uuid5_text(sha1_hex: str) -> str:
+    """What ``str(uuid.UUID(bytes=sha1_digest[:16], version=5))`` gives, from the SHA-1's hex
+    digest, without the object: the version nibble set to 5, the variant bits to RFC 4122's."""
+    h = sha1_hex
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# The first hex digit of the clock sequence with its top two bits set to 10 (the RFC 4122 variant).
+_VARIANT = {c: "89ab"[int(c, 16) & 0b11] for c in "0123456789abcdef"}
 
 
 @dataclass(slots=True)  # not frozen: a frozen init took 2.4 µs per event here; never mutated
@@ -172,7 +174,7 @@ class EventBuilder:
         digest.update(str(item.index).encode())
         # Positional, in the order of Event's fields: this runs for every accepted item.
         return Event(
-            _uuid5_text(digest.digest()),
+            _uuid5_text(digest.hexdigest()),
             self._receipt_id,
             item.index,
             self._unit,
