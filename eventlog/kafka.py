@@ -292,12 +292,13 @@ class KafkaEventLog:
             for i, r in enumerate(records):
                 tp = (r.topic, partition_for(r.key, counts[r.topic]))
                 by_partition.setdefault(tp, []).append(i)
-            sent = await asyncio.gather(
-                *(
-                    self._send_batches(producer, topic, partition, [records[i] for i in indexes])
-                    for (topic, partition), indexes in by_partition.items()
-                )
-            )
+            sends = [
+                self._send_batches(producer, topic, partition, [records[i] for i in indexes])
+                for (topic, partition), indexes in by_partition.items()
+            ]
+            # One partition (a one-item message): awaited here, without a task and the event
+            # loop turn that starting it takes.
+            sent = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
         placed: dict[int, tuple[TopicPartition, int]] = {}  # record index → where it went
         for ((topic, partition), indexes), offsets in zip(by_partition.items(), sent, strict=True):
             tp = TopicPartition(topic, partition)
