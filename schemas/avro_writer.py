@@ -223,11 +223,10 @@ class _Generator:
         raise NotImplementedError(f"Avro type {kind}")
 
     def zigzag(self, value: str) -> list[str]:
-        """Append a long already known to be in range (one byte for -64..63, the common case)."""
+        """Append a long already known to be in range (one byte for 0..63, the common case)."""
         return [
-            f"{value} = ({value} << 1) ^ ({value} >> 63)",
-            f"if {value} < 128: o.append({value})",
-            f"else: o += _varint({value})",
+            f"if 0 <= {value} < 64: o.append({value} << 1)",
+            f"else: o += _varint(({value} << 1) ^ ({value} >> 63))",
         ]
 
     def length(self, data: str) -> list[str]:
@@ -237,6 +236,21 @@ class _Generator:
             f"if {size} < 128: o.append({size})",
             f"else: o += _varint({size})",
             f"o += {data}",
+        ]
+
+    def branch_and_string(self, index: int, value: str) -> list[str]:
+        """A union's string branch: its index and the string's length (under 64 bytes) as one
+        two-byte constant, then the bytes."""
+        pairs = self.constant(tuple(bytes((index << 1, n << 1)) for n in range(64)))
+        encoded, size = self.local(), self.local()
+        return [
+            f"{encoded} = {value}.encode()",
+            f"{size} = len({encoded})",
+            f"if {size} < 64: o += {pairs}[{size}]",
+            "else:",
+            f"    o.append({index << 1})",
+            f"    o += _varint({size} << 1)",
+            f"o += {encoded}",
         ]
 
     def timestamp(self, value: str, logical: str) -> list[str]:
@@ -254,7 +268,8 @@ class _Generator:
             f"if type({value}) is not list: _not_plain('array')",
             f"{count} = len({value})",
             f"if {count}:",
-            f"    o += _varint({count} << 1)",
+            f"    if {count} < 64: o.append({count} << 1)",
+            f"    else: o += _varint({count} << 1)",
             f"    for {element} in {value}:",
             *["        " + line for line in self.write(items, element)],
             "o.append(0)",
@@ -266,7 +281,8 @@ class _Generator:
             f"if type({value}) is not dict: _not_plain('map')",
             f"{count} = len({value})",
             f"if {count}:",
-            f"    o += _varint({count} << 1)",
+            f"    if {count} < 64: o.append({count} << 1)",
+            f"    else: o += _varint({count} << 1)",
             f"    for {key}, {element} in {value}.items():",
             f"        if type({key}) is not str: _not_plain('map key')",
             f"        {encoded} = {key}.encode()",
@@ -296,7 +312,12 @@ class _Generator:
         others = [i for i, k in enumerate(kinds) if k != "null"]
         if len(others) == 1 and kinds[others[0]] in _PRIMITIVES:
             index = others[0]
-            cases.append(("True", [f"o.append({index << 1})", *self.write(branches[index], value)]))
+            if branches[index] == "string":  # the branch and a short length in one append
+                cases.append(("True", self.branch_and_string(index, value)))
+            else:
+                cases.append(
+                    ("True", [f"o.append({index << 1})", *self.write(branches[index], value)])
+                )
         lines: list[str] = []
         for n, (condition, body) in enumerate(cases):
             lines.append(f"{'if' if n == 0 else 'elif'} {condition}:")

@@ -176,8 +176,15 @@ def test_random_data_of_every_type_matches_fastavro() -> None:
         ("big", -1),
         ("big", 64),
         ("big", -65),
+        ("small", 63),  # the last one-byte value written directly
+        ("small", 64),
         ("text", "æøå" * 100),
         ("text", ""),
+        ("maybe_text", "x" * 63),  # branch and length as one constant
+        ("maybe_text", "x" * 64),
+        ("maybe_text", "å" * 40),  # 80 bytes
+        ("maybe_text", ""),
+        ("tags", [str(i) for i in range(63)]),
         ("amount", 70),  # an int where a double is due: written as 70.0
         ("maybe", 3),
         ("tags", [str(i) for i in range(200)]),
