@@ -19,7 +19,7 @@ is an error; before that date its errors are reported as warnings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -112,7 +112,7 @@ class _PersonGroup:
     fields: tuple[str, ...]
 
 
-Found = list[tuple[Any, str, Any]]  # (field or person group, JSON pointer suffix, value)
+Found = Sequence[tuple[Any, str, Any]]  # (field or person group, JSON pointer suffix, value)
 
 
 @dataclass(slots=True)
@@ -162,7 +162,9 @@ class _Plan:
                 body += _walk_source(path[plain:], node, pointer, category, tag_name)
         lines = [
             "def gather(r):",
-            f"    {', '.join(categories)} = {', '.join('[]' for _ in categories)}",
+            # A category the plan has no fields for stays the empty tuple: no list per record.
+            f"    {', '.join(categories)} = "
+            f"{', '.join('[]' if dict(groups)[c] else '()' for c in categories)}",
             "    if isinstance(r, dict):",
             *["        " + line for line in body or ["pass"]],
             f"    return _Values({', '.join(categories)})",

@@ -171,9 +171,7 @@ class StructureCompiler:
 
         def validate(message: Any) -> StructureResult:
             ctx = _Context()
-            root(message, "", ctx)
-            for index, item in enumerate(ctx.items):
-                item.index = index
+            root(message, "", ctx)  # items numbered as found, in document order
             return StructureResult(ctx.findings, ctx.items)
 
         return validate
@@ -292,8 +290,10 @@ class StructureCompiler:
                 result = element(element_value, item_path, ctx)
                 if result is INVALID or (findings and _has_error(findings)):
                     result = None
-                # Positional: this runs for every item (spec, path, raw, value, findings, context).
-                items.append(ExtractedItem(spec, item_path, element_value, result, findings, {}))
+                # Positional, for every item: spec, path, raw, value, findings, context, index.
+                items.append(
+                    ExtractedItem(spec, item_path, element_value, result, findings, {}, len(items))
+                )
             ctx.findings = outer
             return []
 
