@@ -107,7 +107,7 @@ def test_the_envelope_codecs_match_fastavro() -> None:
             _same_as_fastavro(codec, datum)
 
 
-ALL_TYPES = {
+ALL_TYPES: dict[str, Any] = {
     "type": "record",
     "name": "AllTypes",
     "namespace": "test.avro",
