@@ -376,9 +376,9 @@ class SplitWriter:
         self.fixed = tuple(n for n in names if n in fixed)
         self.varying = tuple(n for n in names if n not in fixed)
         self.encoded = encoded
-        functions: list[list[str]] = []
-        segments: list[tuple[str, list[str]]] = []  # (function, its fields): one per run of fixed
-        parameters: list[str] = []
+        functions: list[list[str]] = []  # the segment and field encoder functions' lines
+        segments: list[str] = []  # one function per run of fixed fields: (d) -> their bytes
+        parameters: list[str] = []  # the write function's: the segments' bytes, then varying
         body: list[str] = []
         field_encoders: dict[str, str] = {}
         run: list[str] | None = None  # the lines of the current run's segment function
@@ -387,14 +387,16 @@ class SplitWriter:
             if name in fixed:
                 if run is None:
                     segment = f"_segment{len(segments)}"
-                    segments.append((segment, []))
-                    parameters.insert(len(segments) - 1, f"s{len(segments) - 1}")
-                    body.append(f"o += s{len(segments) - 1}")
-                    run = [f"def {segment}(d):", "    o = bytearray()"]
+                    parameters.insert(len(segments), f"s{len(segments)}")
+                    body.append(f"o += s{len(segments)}")
+                    segments.append(segment)
+                    run = [f"def {segment}(d):", "    o = bytearray()", "    return bytes(o)"]
                     functions.append(run)
-                segments[-1][1].append(name)
-                run += [f"    {value} = d[{name!r}]"]
-                run += ["    " + line for line in generator.write(f["type"], value)]
+                # Before the run's closing return line.
+                run[-1:-1] = [
+                    f"    {value} = d[{name!r}]",
+                    *["    " + line for line in generator.write(f["type"], value)],
+                ]
                 continue
             run = None
             parameters.append(value)
@@ -411,9 +413,6 @@ class SplitWriter:
                 body.append(f"o += {value}")
             else:
                 body += generator.write(f["type"], value)
-        for lines in functions:
-            if lines[0].startswith("def _segment"):
-                lines.append("    return bytes(o)")
         source_lines = [line for lines in generator.functions.values() for line in lines]
         for lines in functions:
             source_lines += lines
@@ -432,14 +431,16 @@ class SplitWriter:
         exec(code, namespace)  # noqa: S102 - source generated above from a schema, not from input
         self.source = "\n".join(source_lines)
         self._write: Callable[..., bytes] = namespace["write"]
-        self._segments = [(namespace[function], fields) for function, fields in segments]
+        self._segments: list[Callable[[dict[str, Any]], bytes]] = [
+            namespace[function] for function in segments
+        ]
         self._encoders: dict[str, Callable[[Any], bytes]] = {
             name: namespace[function] for name, function in field_encoders.items()
         }
 
     def bind(self, fixed_values: dict[str, Any]) -> Callable[..., bytes]:
         """``write(*varying)`` with the fixed fields' bytes made now, from ``fixed_values``."""
-        encoded = [segment(fixed_values) for segment, _fields in self._segments]
+        encoded = [segment(fixed_values) for segment in self._segments]
         return functools.partial(self._write, *encoded)
 
     def encode_field(self, name: str, value: Any) -> bytes:
