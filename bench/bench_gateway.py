@@ -19,7 +19,8 @@ What it measures (DESIGN §12):
 * Kafka's ``ProducerPerformance`` (kafka-tools) with records of the same mean size, ``acks=all``,
   idempotence: what the broker takes on this machine;
 * latency: one-item messages at a fixed moderate rate against a bare producer's ``acks=all``
-  round trip of one record at the same rate: target ours p99 ≤ 3× its p99;
+  round trip of one record at the same rate, the two sides' requests interleaved: target ours
+  p99 ≤ 3× its p99;
 * memory: a 15 MB message sent to a fresh gateway; its peak RSS (``VmHWM``) against the bound
   documented in docs/scaling.md.
 
@@ -27,8 +28,10 @@ Kafka and PostgreSQL come from ``--kafka``/``--database-url`` or, as ``deploy/wi
 exports them, ``INTAKE_TEST_KAFKA_BOOTSTRAP``/``INTAKE_TEST_POSTGRES_URL``. Each run uses a new
 database and new topics; the database is dropped at the end. The gateway, the load generator,
 Kafka and PostgreSQL share this machine's cores, so absolute figures are lower than on separate
-machines; the ratios compare like with like. ``--profile DIR`` records a py-spy flame graph of
-one gateway process during the throughput run.
+machines; the ratios compare like with like. Each phase starts with the page cache written out
+(``settle_disk``): the kernel's writeback of one phase's Kafka log would otherwise stall
+PostgreSQL's commits in the next, a cost of sharing one disk. ``--profile DIR`` records a py-spy
+flame graph of one gateway process during the throughput run.
 """
 
 from __future__ import annotations
@@ -81,9 +84,9 @@ IN_FLIGHT = 8  # requests in flight per gateway process in the as-fast-as-possib
 SECONDS = 15.0  # each load phase
 ROUNDS = 3  # a phase alternates ours and the reference this many times
 ONE_ITEM_RATE = 25.0  # one-item messages per second
-# The one-item phase runs this many times longer than the others: a p99 needs samples (at 25/s
-# and 15 s, a side's p99 was its 4th slowest of 375 requests; now the 15th of 1,500).
-ONE_ITEM_PHASE_FACTOR = 4
+# The one-item phase (both sides at once, interleaved) runs this many times longer than the
+# others: a p99 needs samples (at 25/s for 120 s, a side's p99 is its 30th slowest of 3,000).
+ONE_ITEM_PHASE_FACTOR = 8
 # The bare producer's batching: 16 KiB batches suit one send() per record best here (with 1 MiB
 # it measured 7 % slower: 36–40k against 41–43k records/s, alternating in one run).
 REFERENCE_PRODUCER_SETTINGS: dict[str, int] = {"linger_ms": 0, "max_batch_size": 16384}
@@ -364,6 +367,34 @@ def _memory_kib(pid: int, field_name: str) -> int:
     raise RuntimeError(f"no {field_name} for {pid}")
 
 
+@dataclass(frozen=True)
+class Writeback:
+    dirty_kib: int  # dirty page cache before the sync
+    seconds: float  # how long writing it out took
+
+
+def settle_disk() -> Writeback:
+    """Write the page cache's dirty pages out now (``sync``), before a phase starts.
+
+    Kafka and PostgreSQL share this machine's one disk. Kafka does not fsync: a phase leaves
+    gigabytes of its log dirty in the page cache, and the kernel writes them out 30 s later, in
+    the next phase, where PostgreSQL's commits (each one an fsync) wait behind them. With 1.2 GB
+    dirty, a one-item message's reserve took 16.8 ms at p99 instead of 1.6 ms, while the bare
+    producer, which writes nothing to PostgreSQL, was not slowed at all. On separate machines
+    (docs/scaling.md) neither waits for the other, so each phase starts with nothing dirty."""
+    dirty_kib = _meminfo_kib("Dirty")
+    started = time.perf_counter()
+    os.sync()
+    return Writeback(dirty_kib, time.perf_counter() - started)
+
+
+def _meminfo_kib(name: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {name} in /proc/meminfo")
+
+
 def _reset_peak_rss(pid: int) -> None:
     """Make VmHWM start again from the current RSS (Linux ``clear_refs`` 5)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -580,6 +611,39 @@ async def reference_round_trip(producer: Any, record: Record, rate: float, secon
     return load
 
 
+async def one_item_side_by_side(
+    sender: Sender, producer: Any, record: Record, rate: float, seconds: float
+) -> tuple[Load, Load]:
+    """One-item messages to the gateway and single records from the bare producer, each side at
+    ``rate`` per second, interleaved: each bare record is due half an interval after a message.
+
+    Both sides then sample the same moments of the machine: with a side per slice (as before),
+    a slice of the kernel's writeback or of the broker's garbage collection fell on one side
+    only, and the two p99s came from different conditions (the ratio ranged 1.8–4.3×). Latency
+    counts from when a request was due."""
+    ours, reference = Load(), Load()
+
+    async def bare(due: float) -> None:
+        await producer.send_and_wait(
+            record.topic, record.value, key=record.key, headers=list(record.headers)
+        )
+        reference.add("202", time.perf_counter() - due, 1)
+
+    async with _client(256) as client:
+        tasks = []
+        started = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            due = started + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(sender.send(client, ours, due)))
+            due += 0.5 / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(bare(due)))
+        await asyncio.gather(*tasks)
+        ours.seconds = reference.seconds = time.perf_counter() - started
+    return ours, reference
+
+
 _PERF_LINE = re.compile(
     r"(?P<records>\d+) records sent, (?P<rate>[\d.]+) records/sec \((?P<mb>[\d.]+) MB/sec\), "
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
@@ -660,6 +724,7 @@ class Results:
     big_seconds: float = 0.0
     rss_before_kib: int = 0
     rss_peak_kib: int = 0
+    writeback: dict[str, Writeback] = field(default_factory=dict)  # per phase, see settle_disk
     postgres_version: str = ""
     elapsed: float = 0.0
 
@@ -668,18 +733,6 @@ def _best(loads: Sequence[Load]) -> Load:
     """The round with the most items/s: what the side can do when the machine's other work
     (other processes share these cores) disturbs it least."""
     return max(loads, key=lambda load: load.items_per_second)
-
-
-def _pooled(loads: Sequence[Load]) -> Load:
-    """All rounds' requests together (for latency percentiles)."""
-    pooled = Load()
-    for load in loads:
-        pooled.seconds += load.seconds
-        pooled.items += load.items
-        pooled.latencies += load.latencies
-        for status, n in load.statuses.items():
-            pooled.statuses[status] = pooled.statuses.get(status, 0) + n
-    return pooled
 
 
 async def run(kafka: str, server_url: str, seconds: float, profile: Path | None) -> Results:
@@ -752,11 +805,10 @@ async def _measure(
     """Ours and the references in alternating rounds (``ROUNDS`` of a third of the phase each),
     so that load from outside the benchmark falls on both sides alike."""
     slice_seconds = results.seconds / ROUNDS
-    one_item_slice = slice_seconds * ONE_ITEM_PHASE_FACTOR
     single_record = dataclasses.replace(
         reference_messages[0][0], topic=reference_topics.accepted("HST_Avtale", 1)
     )
-    ours, reference, ours_one, reference_one, two = [], [], [], [], []
+    ours, reference, two = [], [], []
     # The broker warmed up first: a freshly started JVM compiles its hot code during its first
     # minute of load, work on the cores the gateway and the reference share, which fell on
     # whichever rounds came first (with fresh services ours gave 0.50× before, 0.53× after).
@@ -769,6 +821,7 @@ async def _measure(
             single = Sender([gateway.url], token, [one_item])
             await as_fast_as_possible(sender, IN_FLIGHT, 3)  # warm-up: topics, pools, caches
             await at_fixed_rate(single, ONE_ITEM_RATE, 1)
+            results.writeback["throughput"] = settle_disk()
             flame = _start_profile(gateway.pid, profile, results.seconds)
             for _ in range(ROUNDS):
                 ours.append(await as_fast_as_possible(sender, IN_FLIGHT, slice_seconds))
@@ -779,20 +832,22 @@ async def _measure(
                 )
             if flame is not None:
                 flame.wait()
-            for _ in range(ROUNDS):
-                ours_one.append(await at_fixed_rate(single, ONE_ITEM_RATE, one_item_slice))
-                reference_one.append(
-                    await reference_round_trip(
-                        producer, single_record, ONE_ITEM_RATE, one_item_slice
-                    )
-                )
+            results.writeback["one-item"] = settle_disk()
+            results.one_item, results.one_item_reference = await one_item_side_by_side(
+                single,
+                producer,
+                single_record,
+                ONE_ITEM_RATE,
+                results.seconds * ONE_ITEM_PHASE_FACTOR,
+            )
             results.one, results.reference = _best(ours), _best(reference)
-            results.one_item, results.one_item_reference = _pooled(ours_one), _pooled(reference_one)
             results.fixed_rate = round(results.one.requests_per_second / 2, 1)
+            results.writeback["fixed rate"] = settle_disk()
             results.fixed = await at_fixed_rate(sender, results.fixed_rate, results.seconds)
     async with gateways(services, 2) as pair:
         sender = Sender([g.url for g in pair], token, templates)
         await as_fast_as_possible(sender, 2 * IN_FLIGHT, 3)
+        results.writeback["two processes"] = settle_disk()
         for _ in range(ROUNDS):
             two.append(await as_fast_as_possible(sender, 2 * IN_FLIGHT, slice_seconds))
     results.two = _best(two)
@@ -882,10 +937,16 @@ def report(r: Results) -> list[str]:
         "partition), the bare producer "
         f"{', '.join(f'{k}={v}' for k, v in REFERENCE_PRODUCER_SETTINGS.items())} (one send() "
         f"per record; its best here); mean event record {r.record_size} bytes",
-        f"- rounds: each phase of {r.seconds:.0f} s alternates ours and the reference "
-        f"{ROUNDS} times ({ONE_ITEM_PHASE_FACTOR}× as long for one-item messages); throughput is "
-        "the best round of each side, latency percentiles pool the rounds; before them the "
-        "broker is warmed up with 200,000 records from ProducerPerformance",
+        f"- rounds: each throughput phase of {r.seconds:.0f} s alternates ours and the reference "
+        f"{ROUNDS} times, and counts the best round of each side; the one-item phase "
+        f"({r.seconds * ONE_ITEM_PHASE_FACTOR:.0f} s) interleaves the two sides' requests; "
+        "before them the broker is warmed up with 200,000 records from ProducerPerformance",
+        "- disk: each phase starts with the page cache written out (sync; Kafka and PostgreSQL "
+        "share one disk here, see settle_disk): "
+        + ", ".join(
+            f"{phase} {w.dirty_kib / 2**20:.1f} GiB dirty, {w.seconds:.1f} s"
+            for phase, w in r.writeback.items()
+        ),
         f"- ours, as fast as possible ({IN_FLIGHT} requests in flight): {r.one.summary()}",
         f"- ours, two gateway processes ({2 * IN_FLIGHT} in flight, round-robin): "
         f"{r.two.summary()}",
