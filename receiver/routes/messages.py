@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from receiver.deps import Reporter, RuntimeDep, SubmissionsDep, published_model
 from receiver.problems import Problem
@@ -77,6 +79,73 @@ def parse_json(request: Request, body: bytes) -> Any:
         raise Problem(400, "malformed_json", "The body is not valid JSON", str(exc)) from exc
 
 
+class SubmissionParameters(BaseModel):
+    """The query and header parameters of a submission.
+
+    Read by :func:`submission_parameters`, not declared one by one in the endpoint's signature:
+    FastAPI's per-request work for seven declared parameters was a fifth of a one-item
+    message's CPU in the app (bench/RESULTS.md, seventh round). Pydantic still checks them, and
+    a bad one is the same 422 ``invalid_request`` naming it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dry_run: bool = Field(False, description="Validate only; store nothing.")
+    atomic: bool = Field(False, description="Reject the whole message if any item fails.")
+    idempotency_key: str | None = Field(None, max_length=255)
+    x_vendor_name: str | None = Field(None, max_length=200)
+    x_software_name: str | None = Field(None, max_length=200)
+    x_software_version: str | None = Field(None, max_length=100)
+    x_message_sequence: int | None = Field(
+        None, ge=1, le=10**15, description="The unit's running number for this message."
+    )
+
+
+# Where each parameter comes from: (OpenAPI "in", name in the request).
+_PARAMETER_SOURCES = {
+    name: ("query", name) if name in ("dry_run", "atomic") else ("header", name.replace("_", "-"))
+    for name in SubmissionParameters.model_fields
+}
+
+
+def submission_parameters(request: Request) -> SubmissionParameters:
+    """The submission's parameters from its query string and headers (a header's first value),
+    or 422 ``invalid_request`` with the location of each bad one, as FastAPI reports them."""
+    query, headers = request.query_params, request.headers
+    given = {}
+    for name, (where, key) in _PARAMETER_SOURCES.items():
+        value = (query if where == "query" else headers).get(key)
+        if value is not None:
+            given[name] = value
+    try:
+        return SubmissionParameters.model_validate(given)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": _PARAMETER_SOURCES[str(error["loc"][0])]} for error in exc.errors()]
+        ) from None
+
+
+def _parameters_doc() -> list[dict[str, Any]]:
+    """The parameters' OpenAPI description, from the model FastAPI no longer sees."""
+    properties = SubmissionParameters.model_json_schema()["properties"]
+    return [
+        {
+            "name": key,
+            "in": where,
+            "required": False,
+            "schema": properties[name],
+            **(
+                {"description": properties[name]["description"]}
+                if "description" in properties[name]
+                else {}
+            ),
+        }
+        for name, (where, key) in _PARAMETER_SOURCES.items()
+    ]
+
+
+_PARAMETERS_DOC = _parameters_doc()
+
+
 def model_lifecycle_headers(model: MessageModel, today: date) -> dict[str, str]:
     """Headers announcing a deprecated version (RFC 8594 ``Sunset``); a version past its sunset
     date is refused with 410."""
@@ -100,7 +169,7 @@ def model_lifecycle_headers(model: MessageModel, today: date) -> dict[str, str]:
 @router.post(
     "/messages/{message_type}/{version}",
     status_code=202,
-    openapi_extra=_BODY_DOC,
+    openapi_extra={**_BODY_DOC, "parameters": _PARAMETERS_DOC},
     summary="Submit a message; answers 202 with a receipt once its events are stored",
 )
 async def submit_message(
@@ -110,34 +179,24 @@ async def submit_message(
     principal: Reporter,
     runtime: RuntimeDep,
     submissions: SubmissionsDep,
-    dry_run: Annotated[bool, Query(description="Validate only; store nothing.")] = False,
-    atomic: Annotated[
-        bool, Query(description="Reject the whole message if any item fails.")
-    ] = False,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-    x_vendor_name: Annotated[str | None, Header(max_length=200)] = None,
-    x_software_name: Annotated[str | None, Header(max_length=200)] = None,
-    x_software_version: Annotated[str | None, Header(max_length=100)] = None,
-    x_message_sequence: Annotated[
-        int | None,
-        Header(ge=1, le=10**15, description="The unit's running number for this message."),
-    ] = None,
 ) -> OrjsonResponse:
+    params = submission_parameters(request)  # a bad one is 422 first, as when FastAPI read them
     model = published_model(runtime, message_type, version)
     lifecycle_headers = model_lifecycle_headers(model, date.today())
     settings = runtime.settings
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     message = parse_json(request, body)
     meta = SubmissionMeta(
-        idempotency_key=idempotency_key,
-        vendor=x_vendor_name,
-        software=x_software_name,
-        software_version=x_software_version,
+        idempotency_key=params.idempotency_key,
+        vendor=params.x_vendor_name,
+        software=params.x_software_name,
+        software_version=params.x_software_version,
         correlation_id=request.state.correlation_id,
-        sequence=x_message_sequence,
+        sequence=params.x_message_sequence,
     )
+    dry_run = params.dry_run
     result = await submissions.submit(
-        principal, model, body, message, meta, dry_run=dry_run, atomic=atomic
+        principal, model, body, message, meta, dry_run=dry_run, atomic=params.atomic
     )
     headers = {"Location": f"/v1/receipts/{result.receipt['receipt_id']}", **lifecycle_headers}
     if result.replayed:
