@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -499,15 +499,25 @@ async def at_fixed_rate(sender: Sender, rate: float, seconds: float) -> Load:
     latency counts from when a request was due (so a stall is not hidden)."""
     load = Load()
     async with _client(256) as client:
-        tasks = []
-        started = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            due = started + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            tasks.append(asyncio.create_task(sender.send(client, load, due)))
-        await asyncio.gather(*tasks)
-        load.seconds = time.perf_counter() - started
+        load.seconds = await _paced(rate, seconds, lambda due: sender.send(client, load, due))
     return load
+
+
+async def _paced(
+    rate: float, seconds: float, *starts: Callable[[float], Coroutine[Any, Any, None]]
+) -> float:
+    """Start each of ``starts`` every 1/``rate`` seconds for ``seconds``, whether or not earlier
+    calls have returned, passing when it was due (the k-th of n is due k/n of an interval after
+    the first); wait for them all and return the seconds it took."""
+    tasks = []
+    started = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        for k, start in enumerate(starts):
+            due = started + (i + k / len(starts)) / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(start(due)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - started
 
 
 # --- references --------------------------------------------------------------------------------
@@ -600,14 +610,7 @@ async def reference_round_trip(producer: Any, record: Record, rate: float, secon
         )
         load.add("202", time.perf_counter() - due, 1)
 
-    tasks = []
-    started = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        due = started + i / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*tasks)
-    load.seconds = time.perf_counter() - started
+    load.seconds = await _paced(rate, seconds, one)
     return load
 
 
@@ -630,17 +633,9 @@ async def one_item_side_by_side(
         reference.add("202", time.perf_counter() - due, 1)
 
     async with _client(256) as client:
-        tasks = []
-        started = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            due = started + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            tasks.append(asyncio.create_task(sender.send(client, ours, due)))
-            due += 0.5 / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            tasks.append(asyncio.create_task(bare(due)))
-        await asyncio.gather(*tasks)
-        ours.seconds = reference.seconds = time.perf_counter() - started
+        ours.seconds = reference.seconds = await _paced(
+            rate, seconds, lambda due: sender.send(client, ours, due), bare
+        )
     return ours, reference
 
 
