@@ -83,8 +83,9 @@ class SubmissionParameters(BaseModel):
     """The query and header parameters of a submission.
 
     Read by :func:`submission_parameters`, not declared one by one in the endpoint's signature:
-    FastAPI's per-request work for seven declared parameters was a fifth of a one-item
-    message's CPU in the app (bench/RESULTS.md, seventh round). Pydantic still checks them, and
+    FastAPI's per-request work for seven declared parameters was a fifth of a one-item dry
+    run's CPU in the app by profile; reading them here takes 14 % off it (bench/RESULTS.md,
+    seventh round). Pydantic still checks them, and
     a bad one is the same 422 ``invalid_request`` naming it."""
 
     model_config = ConfigDict(frozen=True)
