@@ -67,7 +67,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.bench_projector import connect_args, databases
-from bench.machine import header
+from bench.machine import header, meminfo_kib
 from eventlog.kafka import DEFAULT_MAX_REQUEST_SIZE, PRODUCER_SETTINGS
 from eventlog.topics import Topics
 from schemas.catalogue import MessageModel, load_catalogue
@@ -382,17 +382,10 @@ def settle_disk() -> Writeback:
     dirty, a one-item message's reserve took 16.8 ms at p99 instead of 1.6 ms, while the bare
     producer, which writes nothing to PostgreSQL, was not slowed at all. On separate machines
     (docs/scaling.md) neither waits for the other, so each phase starts with nothing dirty."""
-    dirty_kib = _meminfo_kib("Dirty")
+    dirty_kib = meminfo_kib("Dirty")
     started = time.perf_counter()
     os.sync()
     return Writeback(dirty_kib, time.perf_counter() - started)
-
-
-def _meminfo_kib(name: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {name} in /proc/meminfo")
 
 
 def _reset_peak_rss(pid: int) -> None:

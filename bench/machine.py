@@ -12,12 +12,17 @@ from importlib import metadata
 import orjson
 
 
-def _memory_gib() -> float:
+def meminfo_kib(name: str) -> int:
+    """A field of ``/proc/meminfo`` (``MemTotal``, ``Dirty``, ...) in KiB; 0 if it is not there."""
     with open("/proc/meminfo", encoding="ascii") as meminfo:
         for line in meminfo:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    return 0.0
+            if line.startswith(f"{name}:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _memory_gib() -> float:
+    return meminfo_kib("MemTotal") / 1024 / 1024
 
 
 def calibration() -> dict[str, float]:
