@@ -10,6 +10,8 @@ RUN python -m venv /opt/intake
 # The same pinned versions as development and CI (constraints.txt).
 COPY pyproject.toml constraints.txt README.md ./
 COPY intake ./intake
+COPY wiring ./wiring
+COPY review ./review
 COPY receiver ./receiver
 COPY validators ./validators
 COPY schemas ./schemas

@@ -72,10 +72,11 @@ from eventlog.kafka import DEFAULT_MAX_REQUEST_SIZE, PRODUCER_SETTINGS
 from eventlog.topics import Topics
 from schemas.catalogue import MessageModel, load_catalogue
 from schemas.events import event_for_item, receipt_id_for
+from schemas.items import field_value
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
 from validators.findings import has_errors
-from validators.structure import ExtractedItem, field_value
+from validators.structure import ExtractedItem
 
 UNIT = "974152533"
 ITEMS_PER_MESSAGE = 500

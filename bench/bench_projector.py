@@ -52,24 +52,17 @@ from bench.machine import header
 from consumers.fold import FOLDS
 from eventlog.port import TopicPartition
 from eventlog.topics import Topics
-from intake.runtime import settle_heap
 from schemas.catalogue import Catalogue, MessageModel, load_catalogue
 from schemas.events import Event, event_for_item, receipt_id_for
 from statestore.engine import create_engines
+from statestore.history import Fold, FoldStep, HistoryEntry, ObjectKey, fold_order
 from statestore.migrate import upgrade
-from statestore.projection import (
-    Fold,
-    FoldStep,
-    HistoryEntry,
-    ObjectKey,
-    SourcedEvent,
-    StateRepository,
-    fold_order,
-)
+from statestore.projection import SourcedEvent, StateRepository
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
 from validators.findings import has_errors
 from validators.structure import ExtractedItem
+from wiring.runtime import settle_heap
 
 EVENTS = 20_000
 BATCH_SIZE = 500  # the projector's default projector_batch_size

@@ -1,6 +1,6 @@
 """Last-known state as a pure fold over an object's history, one fold per kind of model.
 
-The history arrives in fold order (:func:`statestore.projection.fold_order`). A model names its
+The history arrives in fold order (:func:`statestore.history.fold_order`). A model names its
 fold with the ``x-fold`` annotation on its schema; :data:`FOLDS` maps the names to functions.
 Each fold returns the state after every event (the versions that point-in-time questions are
 answered from) and the integrity findings it made.
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from schemas.events import CARE_TIMEZONE
-from statestore.projection import Fold, FoldResult, FoldStep, HistoryEntry, Violation
+from statestore.history import Fold, FoldResult, FoldStep, HistoryEntry, Violation
 
 
 class UnknownActionError(ValueError):

@@ -34,10 +34,10 @@ from eventlog.port import (
     ProduceRecord,
     TopicPartition,
 )
-from intake.runtime import Runtime
 from schemas.codec import UnknownSchemaError
 from schemas.events import Event
 from statestore.projection import ApplyResult, SourcedEvent
+from wiring.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

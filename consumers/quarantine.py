@@ -19,9 +19,9 @@ import orjson
 
 from consumers.service import StoreConsumer
 from eventlog.port import ConsumedRecord, TopicPartition
-from intake.runtime import Runtime
 from schemas.codec import UnknownSchemaError
 from statestore.review import RejectedItem, ReviewRepository
+from wiring.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Protocol
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from eventlog.port import ConsumedRecord, LogConsumer, LogUnavailableError, TopicPartition
-from intake.runtime import Runtime
+from wiring.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

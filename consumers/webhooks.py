@@ -26,8 +26,8 @@ import httpx
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from intake.runtime import Runtime
 from statestore.webhooks import Delivery, WebhookRepository, backoff
+from wiring.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -1,3 +1,2 @@
-"""Process-level wiring of register-intake: settings, metrics catalogue, command line."""
-
-__version__ = "0.1.0"
+"""The commands: the ``intake`` command line (:mod:`intake.cli`) and the vendors' client
+(:mod:`intake.client`). The top floor: nothing else imports this package."""

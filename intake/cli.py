@@ -13,14 +13,14 @@ import uvicorn
 from rich.console import Console
 
 from intake.client import client_app
-from intake.logs import configure_logging
-from intake.settings import Settings
+from wiring.logs import configure_logging
+from wiring.settings import Settings
 
 if TYPE_CHECKING:
     from consumers.service import ConsumerService as Consumer
-    from intake.metrics import ConsumerName
-    from intake.runtime import Runtime
     from schemas.catalogue import Catalogue
+    from wiring.metrics import ConsumerName
+    from wiring.runtime import Runtime
 
 
 app = typer.Typer(no_args_is_help=True, help="register-intake: the KPR/NPR reporting receiver.")
@@ -112,8 +112,8 @@ def _consume(
     serving its metrics on ``metrics_port`` if given."""
     from prometheus_client import CollectorRegistry
 
-    from intake.metrics import serve_metrics
-    from intake.runtime import open_runtime, settle_heap
+    from wiring.metrics import serve_metrics
+    from wiring.runtime import open_runtime, settle_heap
 
     configure_logging()
     registry = CollectorRegistry()
@@ -427,11 +427,11 @@ def replay(
     those that now pass (their senders' receipts are updated)."""
     from rich.table import Table
 
-    from intake.runtime import open_runtime
-    from receiver.problems import Problem
-    from receiver.review.replay import ReplayService
-    from receiver.review.views import read_filter
+    from eventlog.port import LogUnavailableError
+    from review.replay import REPLAY_LATER, ReplayService
+    from review.views import InvalidQuery, read_filter
     from statestore.review import ReviewRepository
+    from wiring.runtime import open_runtime
 
     query = {
         "unit": unit,
@@ -445,7 +445,7 @@ def replay(
     }
     try:
         flt = read_filter({k: v for k, v in query.items() if v is not None})
-    except Problem as problem:
+    except InvalidQuery as problem:
         err.print(f"[red]{problem.detail}[/]")
         raise typer.Exit(2) from None
     settings = _settings(data_dir)
@@ -465,7 +465,11 @@ def replay(
                 for c in checks
             ]  # fmt: skip
 
-    rows = asyncio.run(run())
+    try:
+        rows = asyncio.run(run())
+    except LogUnavailableError as exc:
+        err.print(f"[red]The event log is not available ({exc}). {REPLAY_LATER}[/]")
+        raise typer.Exit(1) from None
     table = Table("item", "message type", "verdict", "findings now")
     for row in rows:
         table.add_row(*row)

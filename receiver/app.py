@@ -22,11 +22,6 @@ from consumers.projector import Projector
 from consumers.quarantine import QuarantineIndexer
 from consumers.service import ConsumerService
 from consumers.webhooks import WebhookDispatcher
-from intake import __version__
-from intake.logs import begin_request_log, end_request_log
-from intake.metrics import ConsumerName, Metrics
-from intake.runtime import Runtime, open_runtime, settle_heap
-from intake.settings import Settings
 from receiver.auth import verifier_for
 from receiver.cursors import cursor_codec_for
 from receiver.dpop import DpopVerifier
@@ -48,6 +43,11 @@ from receiver.routes import (
 from receiver.submission import SubmissionService
 from schemas.catalogue import load_catalogue
 from statestore.webhooks import WebhookRepository
+from wiring import __version__
+from wiring.logs import begin_request_log, end_request_log
+from wiring.metrics import ConsumerName, Metrics
+from wiring.runtime import Runtime, open_runtime, settle_heap
+from wiring.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from intake.files import create_once
-from intake.settings import Settings
+from wiring.files import create_once
+from wiring.settings import Settings
 
 log = logging.getLogger(__name__)
 

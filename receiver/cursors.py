@@ -10,9 +10,9 @@ import secrets
 
 import orjson
 
-from intake.files import create_once
-from intake.settings import Settings
 from statestore.feed import Position
+from wiring.files import create_once
+from wiring.settings import Settings
 
 
 class CursorError(ValueError):

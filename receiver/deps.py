@@ -9,14 +9,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from intake.logs import bind_log_fields
-from intake.runtime import Runtime
 from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.dpop import DpopError, DpopVerifier
 from receiver.problems import Problem
 from receiver.ratelimit import RateLimiter
 from receiver.submission import SubmissionService
 from schemas.catalogue import MessageModel
+from wiring.logs import bind_log_fields
+from wiring.runtime import Runtime
 
 
 # Dependencies are ``async def`` even when they do not wait: FastAPI runs a plain ``def``

@@ -22,6 +22,7 @@ What each code means for the message:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -37,6 +38,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+
+from review.views import InvalidQuery
+from statestore.days import EARLIEST_DAY, LATEST_DAY
 
 PROBLEM_JSON = "application/problem+json"
 STORE_RETRY_AFTER_SECONDS = 5
@@ -74,10 +78,6 @@ class Problem(Exception):
             body["detail"] = self.detail
         body.update(self.extra)
         return body
-
-
-EARLIEST_DAY = date(1900, 1, 1)
-LATEST_DAY = date(2199, 12, 31)
 
 
 def check_day(day: date | None, name: str) -> None:
@@ -185,6 +185,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, Problem)
         return problem_response(exc, request.url.path)
 
+    async def on_invalid_query(request: Request, exc: Exception) -> Response:
+        """A review query the review package refused: answered as the 422 Problem it is, by
+        whichever Problem handler is installed (the review pages answer with a page)."""
+        assert isinstance(exc, InvalidQuery)
+        problem = Problem(422, exc.code, exc.title, exc.detail)
+        answer = request.app.exception_handlers[Problem](request, problem)
+        response: Response = await answer if inspect.isawaitable(answer) else answer
+        return response
+
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
@@ -255,6 +264,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(problem, request.url.path)
 
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(InvalidQuery, on_invalid_query)
     app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(DBAPIError, on_store_error)
     app.add_exception_handler(PoolTimeoutError, on_store_error)

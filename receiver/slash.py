@@ -93,8 +93,8 @@ from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from joserfc.jwk import RSAKey
 
-from intake.files import create_once
-from intake.settings import Settings
+from wiring.files import create_once
+from wiring.settings import Settings
 
 log = logging.getLogger(__name__)
 

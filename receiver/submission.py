@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +21,6 @@ from typing import Any
 import orjson
 
 from eventlog.port import LogUnavailableError, ProduceRecord
-from intake.logs import bind_log_fields
-from intake.runtime import Runtime
 from receiver.auth import Principal
 from receiver.problems import Problem, store_failures_as_problems
 from schemas.catalogue import MessageModel
@@ -29,6 +28,8 @@ from schemas.events import Event, EventBuilder, receipt_id_for
 from statestore.receipts import NewReceipt, NewReceiptItem, ReceiptView
 from validators.findings import has_errors
 from validators.structure import ExtractedItem
+from wiring.logs import bind_log_fields
+from wiring.runtime import Runtime
 
 RETRY_AFTER_SECONDS = 5
 log = logging.getLogger(__name__)
@@ -260,11 +261,17 @@ async def produce_or_unavailable(
 ) -> None:
     """Store ``records`` in the event log, or answer 503 ``log_unavailable`` (with ``detail``
     saying what the client should do) when it cannot."""
-    started = time.perf_counter()
+    with log_unavailable_as_problem(detail):
+        await runtime.produce(records)
+
+
+@contextmanager
+def log_unavailable_as_problem(detail: str) -> Iterator[None]:
+    """The event log's :class:`LogUnavailableError` inside, as a 503 ``log_unavailable``
+    Problem with ``Retry-After`` and ``detail`` saying what the client should do."""
     try:
-        await runtime.event_log.produce(records)
+        yield
     except LogUnavailableError as exc:
-        runtime.metrics.produce_errors.inc()
         log.warning("log_unavailable: %s", exc)
         raise Problem(
             503,
@@ -273,7 +280,6 @@ async def produce_or_unavailable(
             detail,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from exc
-    runtime.metrics.produce_duration.observe(time.perf_counter() - started)
 
 
 def _raw_block(model: MessageModel, message: Any, item: ExtractedItem) -> dict[str, Any]:

@@ -1,15 +1,16 @@
 """The catalogue of published message models, loaded from ``schemas/models/<type>/<version>/``.
 
 Each model folder holds ``schema.avsc`` (the single source of truth) and ``examples/``. From the
-schema the catalogue derives the structure check, the item layout and the Avro schema of the
-events the model produces.
+schema the catalogue derives the item layout, the published JSON Schema and the Avro schema of
+the events the model produces. It describes models; checking an item against one is
+:mod:`validators` (the structure check is compiled from ``MessageModel.schema`` there).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -19,8 +20,8 @@ from typing import Any
 
 from schemas.actions import ACTIONS
 from schemas.codec import AvroCodec, CodecRegistry
+from schemas.items import ItemSpec, item_specs
 from schemas.jsonschema import to_json_schema
-from validators.structure import ItemSpec, StructureCompiler, StructureResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,6 @@ class MessageModel:
     message_type: str
     version: int
     schema: Any
-    validate_structure: Callable[[Any], StructureResult]
     item_specs: tuple[ItemSpec, ...]
     unit_field: str  # the unit block's organisation number, checked against the token
     fold: str  # how events fold into last-known state (x-fold), see consumers.fold
@@ -205,9 +205,8 @@ def _unit_field(block: dict[str, Any]) -> str:
 
 def _load_model(message_type: str, version: int, folder: Traversable) -> MessageModel:
     schema = _read_json(folder / "schema.avsc")
-    compiler = StructureCompiler()
-    validate = compiler.compile_message(schema)
-    for spec in compiler.item_specs:
+    specs = item_specs(schema)
+    for spec in specs:
         unknown = spec.actions - ACTIONS
         if unknown:
             raise ValueError(f"{message_type} v{version}: unknown actions {sorted(unknown)}")
@@ -220,8 +219,7 @@ def _load_model(message_type: str, version: int, folder: Traversable) -> Message
         message_type=message_type,
         version=version,
         schema=schema,
-        validate_structure=validate,
-        item_specs=tuple(compiler.item_specs),
+        item_specs=specs,
         unit_field=_unit_field(schema["items"]),
         fold=str(schema["x-fold"]),
         json_schema=to_json_schema(message_type, version, schema),

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.avro_writer import SplitWriter
 from schemas.catalogue import MessageModel
-from validators.structure import ExtractedItem, ItemSpec, field_value
+from schemas.items import ItemSpec, ModelItem, field_value
 
 _NAMESPACE = uuid.UUID("6f1f5c2e-3a7d-5b8e-9c41-2d0a7e8b4f10")
 # Care happens in Norway: a date without a time means that day's start there.
@@ -161,7 +161,7 @@ class EventBuilder:
         # Encoded contexts by id(): each entry keeps its dict alive, so no id is reused meanwhile.
         self._contexts: dict[int, tuple[dict[str, Any], bytes]] = {}
 
-    def __call__(self, item: ExtractedItem) -> Event:
+    def __call__(self, item: ModelItem) -> Event:
         """The event of an item that passed validation (``item.value`` is set)."""
         value = item.value
         assert value is not None, "only valid items become events"
@@ -272,7 +272,7 @@ def _getter(dotted: str | None) -> Callable[[dict[str, Any]], Any]:
 
 def event_for_item(
     model: MessageModel,
-    item: ExtractedItem,
+    item: ModelItem,
     *,
     unit: str,
     receipt_id: str,

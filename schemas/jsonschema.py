@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from validators.structure import full_name
+from schemas.items import full_name
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # What our structure check accepts as a timestamp: ISO 8601 date, time and a required offset.

@@ -16,9 +16,9 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 
 from schemas.events import CARE_TIMEZONE
+from statestore.bulk import JsonRowsInsert
 from statestore.engine import StoreEngines
 from statestore.feed import append_changes
-from statestore.projection import JsonRowsInsert
 from statestore.tables import events, integrity_findings, receipt_items, receipts
 from validators.rules import rule
 

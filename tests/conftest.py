@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
+from wiring.settings import Settings
 
 UNIT = "974152533"
 OTHER_UNIT = "987654325"

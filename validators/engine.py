@@ -3,7 +3,8 @@
 Levels run in order on each item (DESIGN §7); an item whose structure fails is not looked at
 further, and an error at any level rejects the item:
 
-* **structure** — :mod:`validators.structure` (the schema and its annotations);
+* **structure** — :mod:`validators.structure` (the schema and its annotations), compiled here
+  from the model's schema;
 * **identifier** — fields with ``x-identifier`` (:mod:`validators.identifiers`);
 * **codelist** — fields with ``x-codelist``, against the version in force on the item's clinical
   date (:mod:`validators.codelists`);
@@ -25,6 +26,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from schemas.catalogue import MessageModel
+from schemas.items import field_value
 from validators.business import MODEL_RULES
 from validators.codelists import CodeListRegistry
 from validators.findings import Finding, has_errors
@@ -39,7 +41,7 @@ from validators.identifiers import (
     check_sctid,
 )
 from validators.rules import Rule, load_catalogue
-from validators.structure import ExtractedItem, StructureResult, field_value
+from validators.structure import ExtractedItem, StructureCompiler, StructureResult
 
 PERSON_NUMBER_KINDS = frozenset({"fnr", "dnr", "hnr", "fhnr"})
 NATIONAL_IDENTITY_KINDS = PERSON_NUMBER_KINDS | {"duf"}
@@ -273,6 +275,10 @@ def _item_records(schema: Any) -> dict[str, dict[str, Any]]:
 class ModelValidator:
     def __init__(self, model: MessageModel, rules: Mapping[str, Rule] | None = None) -> None:
         self.model = model
+        compiler = StructureCompiler()
+        self._structure = compiler.compile_message(model.schema)
+        if tuple(compiler.item_specs) != model.item_specs:  # two readings of one annotation
+            raise ValueError(f"{model.key}: the structure check and the model disagree on items")
         catalogue = rules if rules is not None else load_catalogue()
         self._rules = {rid: r for rid, r in catalogue.items() if r.applies(model.key)}
         named: dict[str, Any] = {}
@@ -292,7 +298,7 @@ class ModelValidator:
     ) -> StructureResult:
         """All levels on ``message``. ``body``, the bytes it was parsed from, lets a message
         without NUL characters skip looking for them (JSON must escape NUL as ``\\u0000``)."""
-        result = self.model.validate_structure(message)
+        result = self._structure(message)
         if body is None or b"\\u0000" in body:
             for path in _nul_paths(message):
                 self._add(result.message_findings, self._finding(ctx, "STR-011", path))

@@ -13,7 +13,8 @@ Annotations read from the ``.avsc`` (Avro ignores attributes it does not know):
 ``x-minLength``/``x-maxLength``, ``x-minimum``/``x-maximum``
 ``x-format: date-time`` ISO 8601 timestamp with an offset
 ``x-format: date``      ISO 8601 calendar date (YYYY-MM-DD)
-``x-item``              on an array field: its elements are reportable items (see ``ItemSpec``)
+``x-item``              on an array field: its elements are reportable items
+                        (:class:`schemas.items.ItemSpec`)
 
 Errors inside an item reject that item only; errors outside every item reject the message.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from schemas.items import ItemSpec, field_value, full_name
 from validators.findings import Finding
 from validators.rules import rule
 
@@ -47,65 +49,6 @@ class _Invalid:
 
 
 INVALID: Any = _Invalid()
-
-
-@dataclass(frozen=True, slots=True)
-class ItemSpec:
-    """How the elements of one item array become events (the ``x-item`` annotation).
-
-    ``objectId``, ``validTime`` and ``clinicalTime`` name fields of the item, dotted for nested
-    ones (``tjeneste.tjenesteId``). ``action`` is either fixed (``"upsert"``) or read from a field
-    through a map: ``{"field": "erSlettet", "map": {"true": "delete", "false": "restore"}}``
-    (booleans are looked up as ``"true"``/``"false"``).
-    """
-
-    array_field: str
-    record_name: str  # full Avro name of the item record
-    object_id_field: str
-    action: str | None  # a fixed action, or None when read from ``action_field``
-    action_field: str | None
-    action_map: dict[str, str]
-    clinical_time_field: str | None
-    valid_time_field: str | None
-
-    @classmethod
-    def from_annotation(cls, array_field: str, record_name: str, spec: dict[str, Any]) -> ItemSpec:
-        action = spec["action"]
-        fixed = action if isinstance(action, str) else None
-        return cls(
-            array_field=array_field,
-            record_name=record_name,
-            object_id_field=spec["objectId"],
-            action=fixed,
-            action_field=None if fixed else action["field"],
-            action_map={} if fixed else dict(action["map"]),
-            clinical_time_field=spec.get("clinicalTime"),
-            valid_time_field=spec.get("validTime"),
-        )
-
-    @property
-    def actions(self) -> frozenset[str]:
-        return frozenset([self.action]) if self.action else frozenset(self.action_map.values())
-
-    def action_of(self, value: dict[str, Any]) -> str:
-        if self.action is not None:
-            return self.action
-        assert self.action_field is not None
-        raw = field_value(value, self.action_field)
-        key = str(raw).lower() if isinstance(raw, bool) else str(raw)
-        return self.action_map[key]
-
-
-def field_value(record: dict[str, Any], dotted: str) -> Any:
-    """The value at a dotted field path of a normalised record, or None where a part is absent."""
-    if "." not in dotted:  # the common case, without the split
-        return record.get(dotted) if isinstance(record, dict) else None
-    value: Any = record
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 @dataclass(slots=True)
@@ -464,15 +407,6 @@ def _generate_record_check(record_name: str, fields: list[_RecordField]) -> Node
 
 
 _PRIMITIVES = frozenset({"string", "int", "long", "float", "double", "boolean", "null"})
-
-
-def full_name(schema: dict[str, Any], namespace: str) -> str:
-    """An Avro named type's full name, as the specification resolves it."""
-    name: str = schema["name"]
-    if "." in name:
-        return name
-    ns = schema.get("namespace", namespace)
-    return f"{ns}.{name}" if ns else name
 
 
 def _has_error(findings: list[Finding]) -> bool:

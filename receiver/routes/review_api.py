@@ -17,11 +17,12 @@ from pydantic import BaseModel, Field
 
 from receiver.deps import RuntimeDep
 from receiver.problems import Problem
-from receiver.responses import OrjsonResponse
-from receiver.review import views
-from receiver.review.masking import resolve
-from receiver.review.replay import ReplayService
-from receiver.review.session import Reviewer, ReviewerDep
+from receiver.responses import OrjsonResponse, csv_response
+from receiver.review_session import Reviewer, ReviewerDep
+from receiver.submission import log_unavailable_as_problem
+from review import views
+from review.masking import resolve
+from review.replay import REPLAY_LATER, ReplayService
 from statestore.review import ReviewRepository, ReviewRow, Status
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
@@ -127,7 +128,7 @@ async def export_items(request: Request, reviewer: ReviewerDep, review: ReviewDe
         reason="items.csv",
         correlation_id=correlation_id(request),
     )
-    return views.csv_response("rejected-items.csv", views.SUMMARY_COLUMNS, views.summary_rows(rows))
+    return csv_response("rejected-items.csv", views.SUMMARY_COLUMNS, views.summary_rows(rows))
 
 
 @router.get("/items/{item_id}", summary="One rejected item, masked, with its findings explained")
@@ -242,9 +243,10 @@ async def replay(
     runtime: RuntimeDep,
 ) -> OrjsonResponse:
     ids = await selected_ids(review, body)
-    result = await ReplayService(runtime, review).replay(
-        ids, reviewer.name, correlation_id(request)
-    )
+    with log_unavailable_as_problem(REPLAY_LATER):
+        result = await ReplayService(runtime, review).replay(
+            ids, reviewer.name, correlation_id(request)
+        )
     return OrjsonResponse(
         {**replay_summary(result.checks), "replayed": [c.as_dict() for c in result.replayed]}
     )
@@ -268,7 +270,7 @@ async def stats(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> O
 async def stats_csv(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> Any:
     flt, _, _ = views.period(views.read_filter(dict(request.query_params)))
     body = views.statistics_view(await review.statistics(flt))
-    return views.csv_response(
+    return csv_response(
         "rejections-by-rule.csv",
         ["rule_id", "total", *body["days"]],
         ([r["rule_id"], r["total"], *r["by_day"]] for r in body["by_rule"]),
@@ -289,7 +291,7 @@ async def completeness_csv(request: Request, reviewer: ReviewerDep, review: Revi
     _, first, last = views.period(views.read_filter(dict(request.query_params)), default_days=14)
     days = views.day_list(first, last)
     body = views.completeness_view(await review.completeness(first, last), days)
-    return views.csv_response(
+    return csv_response(
         "completeness.csv",
         ["unit", "last_delivery", *days],
         ([u["unit"], u["last_delivery"], *u["messages"]] for u in body["units"]),

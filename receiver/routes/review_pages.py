@@ -4,7 +4,7 @@ JavaScript): rejected items, item detail, workflow, replay, statistics, complete
 They share the review API's repository, views and replay service; forms post back here and
 redirect (post/redirect/get), except a reveal, whose value is shown once and never put in a URL.
 Sign-in (``/review/login``) turns an access token with the ``intake:review`` scope into the
-session cookie described in :mod:`receiver.review.session`.
+session cookie described in :mod:`receiver.review_session`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
+from receiver import review_html
 from receiver.deps import RuntimeDep
 from receiver.problems import Problem
-from receiver.review import render, views
-from receiver.review.masking import resolve
-from receiver.review.replay import ReplayService
-from receiver.review.session import (
+from receiver.review_session import (
     COOKIE,
     SCOPE,
     NotSignedIn,
@@ -44,6 +42,10 @@ from receiver.routes.review_api import (
     replay_summary,
     reveal_value,
 )
+from receiver.submission import log_unavailable_as_problem
+from review import views
+from review.masking import resolve
+from review.replay import REPLAY_LATER, ReplayService
 from schemas.events import CARE_TIMEZONE
 from statestore.review import STATUSES, ReviewFilter, ReviewRepository
 
@@ -315,13 +317,13 @@ async def _item_page(
         reviewer,
         {
             "item": detail,
-            "item_html": render.json_html(
+            "item_html": review_html.json_html(
                 detail["item"],
                 offending=offending,
                 masked=detail["masked_paths"],
                 revealed=revealed,
             ),
-            "block_html": render.json_html(detail["block"], offending=(), masked=()),
+            "block_html": review_html.json_html(detail["block"], offending=(), masked=()),
             "revealed": revealed,
             "receipt": receipt,
             "history": await review.history(item_id),
@@ -365,9 +367,10 @@ async def replay_run(
     form = await request.form()
     flt = views.read_filter(_form_filter(form))
     ids = await review.ids(flt, MAX_REPLAY)
-    result = await ReplayService(runtime, review).replay(
-        ids, reviewer.name, correlation_id(request)
-    )
+    with log_unavailable_as_problem(REPLAY_LATER):
+        result = await ReplayService(runtime, review).replay(
+            ids, reviewer.name, correlation_id(request)
+        )
     return page(
         request,
         "replay.html",
@@ -409,13 +412,13 @@ async def stats(
             **await _filter_context(review, runtime, flt),
             "stats": body,
             "trend": shares,
-            "chart_days": render.stacked_days(
+            "chart_days": review_html.stacked_days(
                 body["days"],
                 series,
                 title="Avviste elementer per dag og regel",
                 chart_id="chart-by-day",
             ),
-            "chart_trend": render.stacked_days(
+            "chart_trend": review_html.stacked_days(
                 body["days"],
                 [
                     ("Avviste", [t["rejected"] for t in shares]),
@@ -425,19 +428,19 @@ async def stats(
                 chart_id="chart-trend",
                 height=160,
             ),
-            "chart_units": render.bar_chart(
+            "chart_units": review_html.bar_chart(
                 [(r["unit"], r["rejected"]) for r in body["by_unit"][:15]],
                 title="Avviste elementer per enhet",
                 chart_id="chart-by-unit",
                 width=380,
             ),
-            "chart_vendors": render.bar_chart(
+            "chart_vendors": review_html.bar_chart(
                 [(r["vendor"] or "(ukjent)", r["rejected"]) for r in body["by_vendor"][:15]],
                 title="Avviste elementer per leverandør",
                 chart_id="chart-by-vendor",
                 width=380,
             ),
-            "chart_rules": render.bar_chart(
+            "chart_rules": review_html.bar_chart(
                 [(r["rule_id"], r["rejected"]) for r in body["top_rules"]],
                 title="De vanligste reglene",
                 chart_id="chart-top-rules",

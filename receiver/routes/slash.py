@@ -16,8 +16,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 
-from intake.runtime import Runtime
-from intake.settings import Settings
 from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.deps import RuntimeDep, SubmissionsDep, rate_limit
 from receiver.dpop import DPOP_ALGORITHMS, DpopError, DpopProof, DpopVerifier
@@ -41,6 +39,8 @@ from receiver.slash import (
     unwrap_key,
 )
 from receiver.submission import RETRY_AFTER_SECONDS, SubmissionMeta, SubmissionService
+from wiring.runtime import Runtime
+from wiring.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,9 @@ from sqlalchemy import select
 from consumers.fold import fold_iplos_service, fold_replace
 from schemas.events import CARE_TIMEZONE, Event
 from statestore.engine import StoreEngines, create_engines
+from statestore.history import Fold, HistoryEntry, fold_order, history_entry
 from statestore.migrate import upgrade
-from statestore.projection import (
-    Fold,
-    HistoryEntry,
-    SourcedEvent,
-    StateRepository,
-    fold_order,
-    history_entry,
-)
+from statestore.projection import SourcedEvent, StateRepository
 from statestore.tables import integrity_findings, object_versions, objects
 from tests.conftest import fresh_postgres_database, require_service
 

@@ -19,13 +19,9 @@ from consumers.fold import fold_iplos_service, fold_replace
 from eventlog.port import TopicPartition
 from schemas.events import Event
 from statestore.engine import StoreEngines, create_engines
+from statestore.history import FoldResult, HistoryEntry
 from statestore.migrate import upgrade
-from statestore.projection import (
-    FoldResult,
-    HistoryEntry,
-    SourcedEvent,
-    StateRepository,
-)
+from statestore.projection import SourcedEvent, StateRepository
 from statestore.receipts import (
     Completeness,
     NewReceipt,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from eventlog.embedded import EmbeddedEventLog
-from intake.settings import Settings
+from wiring.settings import Settings
 
 MODELS = Path(__file__).resolve().parents[2] / "schemas" / "models"
 

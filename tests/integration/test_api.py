@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from eventlog.embedded import EmbeddedEventLog
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from tests.conftest import OTHER_UNIT, UNIT, running_app
 from tests.integration.helpers import appointment, example_message, records_in_log, wait_for_status
+from wiring.settings import Settings
 
 URL = "/v1/messages/HST_Avtale/1"
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from tests.conftest import UNIT, require_service, running_app
 from tests.integration.helpers import appointment, wait_for_status
+from wiring.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ import httpx
 from typer.testing import CliRunner
 
 from intake.cli import app
-from intake.settings import Settings
 from tests.integration.helpers import appointment
+from wiring.settings import Settings
 
 runner = CliRunner()
 URL = "/v1/messages/HST_Avtale/1"

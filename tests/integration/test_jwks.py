@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from intake.settings import Settings
 from receiver.auth import CLAIM_ORGNR_PARENT, AuthError, TokenVerifier, verifier_for
+from wiring.settings import Settings
 
 ISSUER = "https://helseid-sts.test"
 

@@ -20,10 +20,10 @@ import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]
 from prometheus_client.parser import text_string_to_metric_families
 
-from intake.metrics import CATALOGUE, MetricSpec
 from tests.conftest import UNIT, require_service
 from tests.integration.helpers import example_message, wait_for_status
 from tests.servers import free_port
+from wiring.metrics import CATALOGUE, MetricSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

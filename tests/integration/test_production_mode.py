@@ -11,7 +11,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from eventlog.kafka import KafkaEventLog
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from statestore.codelists import CodeListRepository
@@ -19,6 +18,7 @@ from tests.conftest import UNIT, fresh_postgres_database, require_service, runni
 from tests.integration.helpers import appointment, example_message, wait_for_status
 from tests.integration.test_review import rejected_message, wait_for_items
 from validators.codelists import parse_tsv
+from wiring.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -26,8 +26,8 @@ from eventlog.topics import Topics
 from schemas.catalogue import load_catalogue
 from schemas.events import Event
 from statestore.engine import create_engines
+from statestore.history import HistoryEntry, fold_order, history_entry
 from statestore.migrate import upgrade
-from statestore.projection import HistoryEntry, fold_order, history_entry
 from statestore.tables import consumer_offsets, events, objects
 from tests.conftest import fresh_postgres_database, require_service
 

@@ -14,10 +14,10 @@ import httpx
 from typer.testing import CliRunner
 
 from intake.cli import app
-from intake.settings import Settings
 from receiver.auth import DevIssuer
 from tests.conftest import OTHER_UNIT, UNIT
 from tests.integration.helpers import appointment, wait_for_status
+from wiring.settings import Settings
 
 URL = "/v1/messages/HST_Avtale/1"
 FNR = "15031245610"

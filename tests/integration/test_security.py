@@ -21,12 +21,12 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from prometheus_client import CollectorRegistry
 
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from receiver.dpop import ath_of
 from tests.conftest import UNIT, running_app
 from tests.integration.helpers import appointment, example_message, records_in_log, wait_for_status
+from wiring.settings import Settings
 
 URL = "/v1/messages/HST_Avtale/1"
 FULL_URL = "http://intake.test" + URL

@@ -27,12 +27,12 @@ from joserfc.jwk import ECKey
 from prometheus_client import CollectorRegistry
 
 from eventlog.port import LogUnavailableError
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from receiver.slash import SlashKeyStore
 from tests.conftest import OTHER_UNIT, UNIT, running_app
 from tests.integration.helpers import example_message, records_in_log, wait_for_status
+from wiring.settings import Settings
 
 MESSAGE_URL = "http://intake.test/message"
 VENDOR = {

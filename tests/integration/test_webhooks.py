@@ -19,12 +19,12 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from tests.conftest import UNIT, running_app
 from tests.integration.helpers import appointment, wait_for_status
 from tests.servers import webhook_endpoint
+from wiring.settings import Settings
 
 SECRET = "s3cret-for-tests-0123456789-abcdefghij"
 

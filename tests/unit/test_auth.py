@@ -14,7 +14,6 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from intake.settings import Settings
 from receiver.auth import (
     CLAIM_ORGNR_CHILD,
     CLAIM_ORGNR_PARENT,
@@ -24,6 +23,7 @@ from receiver.auth import (
     TokenVerifier,
     verifier_for,
 )
+from wiring.settings import Settings
 
 AUD = "register-intake"
 ISS = "urn:test-issuer"

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from intake.cli import app
-from intake.settings import Settings
 from receiver.auth import verifier_for
+from wiring.settings import Settings
 
 runner = CliRunner()
 

@@ -16,9 +16,9 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from typer.testing import CliRunner
 
 from intake.cli import app as cli_app
-from intake.metrics import CATALOGUE
-from intake.settings import Settings
 from receiver.app import create_app
+from wiring.metrics import CATALOGUE
+from wiring.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

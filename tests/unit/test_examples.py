@@ -10,7 +10,7 @@ import pytest
 from consumers.fold import FOLDS
 from schemas.catalogue import Example, MessageModel, load_catalogue
 from schemas.events import Event, EventBuilder
-from statestore.projection import HistoryEntry, fold_order, history_entry
+from statestore.history import HistoryEntry, fold_order, history_entry
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
 from validators.findings import has_errors

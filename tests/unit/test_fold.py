@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.fold import UnknownActionError, fold_iplos_service, fold_replace
-from statestore.projection import FoldResult, HistoryEntry, fold_order
+from statestore.history import FoldResult, HistoryEntry, fold_order
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 

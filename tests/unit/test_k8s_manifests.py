@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from intake.cli import app as cli_app
-from intake.settings import Settings
 from receiver.slash import SlashKeyStore
+from wiring.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

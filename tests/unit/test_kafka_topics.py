@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from eventlog.kafka import KafkaEventLog
-from intake.runtime import build_event_log
-from intake.settings import Settings
+from wiring.runtime import build_event_log
+from wiring.settings import Settings
 
 
 def test_replicas_and_min_insync_follow_the_setting(tmp_path: Path) -> None:

@@ -16,13 +16,13 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from intake.logs import JsonFormatter, bind_log_fields, log_fields
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from receiver.deps import Reporter
 from tests.conftest import OTHER_UNIT, UNIT
 from tests.integration.helpers import appointment, example_message
+from wiring.logs import JsonFormatter, bind_log_fields, log_fields
+from wiring.settings import Settings
 
 Lines = Callable[[], list[dict[str, Any]]]
 SUBMIT = "/v1/messages/HST_Avtale/1"

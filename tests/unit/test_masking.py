@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.review.masking import (
+from receiver.review_session import csrf_for
+from review.masking import (
     MASK,
     item_prefix,
     looks_personal,
@@ -14,7 +15,6 @@ from receiver.review.masking import (
     personal_fields,
     resolve,
 )
-from receiver.review.session import csrf_for
 from schemas.catalogue import load_catalogue
 
 AVTALE = ("*", "avtale", "*")

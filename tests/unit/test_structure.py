@@ -14,6 +14,7 @@ from validators.rules import load_catalogue as load_rules
 from validators.structure import INVALID, StructureCompiler, _Context, _string_node
 
 MODEL = load_catalogue().require("HST_Avtale", 1)
+validate_structure = StructureCompiler().compile_message(MODEL.schema)
 
 
 def _valid() -> list[dict[str, Any]]:
@@ -25,7 +26,7 @@ def test_numbers_are_read_as_zero_padded_digit_strings() -> None:
     message = _valid()
     message[0]["kommuneNr"] = 301
     message[0]["avtale"][0]["person"]["fodselsNr"] = 1019049880  # 01019049880 without its zero
-    result = MODEL.validate_structure(message)
+    result = validate_structure(message)
     item = result.items[1]
     assert item.context["kommuneNr"] == "0301"
     assert item.value is not None
@@ -35,7 +36,7 @@ def test_numbers_are_read_as_zero_padded_digit_strings() -> None:
 def test_booleans_are_not_numbers() -> None:
     message = _valid()
     message[0]["avtale"][0]["oppmoteStatus"] = True
-    result = MODEL.validate_structure(message)
+    result = validate_structure(message)
     [finding] = result.items[1].findings
     assert (finding.rule_id, finding.path) == ("STR-002", "/0/avtale/0/oppmoteStatus")
 
@@ -44,7 +45,7 @@ def test_defaults_fill_missing_optional_fields() -> None:
     message = _valid()
     del message[0]["bydelNr"]
     del message[0]["slettAvtale"]
-    result = MODEL.validate_structure(message)
+    result = validate_structure(message)
     assert result.message_findings == []
     assert [i.path for i in result.items] == ["/0/avtale/0", "/0/avtale/1"]
     assert result.items[0].context["bydelNr"] is None
@@ -56,7 +57,7 @@ def test_defaults_fill_missing_optional_fields() -> None:
 
 def test_items_are_numbered_across_blocks_in_order() -> None:
     message = _valid() + _valid()
-    result = MODEL.validate_structure(message)
+    result = validate_structure(message)
     assert [i.index for i in result.items] == list(range(6))
     assert result.items[3].path == "/1/slettAvtale/0"
 
@@ -64,7 +65,7 @@ def test_items_are_numbered_across_blocks_in_order() -> None:
 def test_delete_list_maps_flag_to_action() -> None:
     message = _valid()
     message[0]["slettAvtale"].append({"avtaleId": "AVT-X", "erSlettet": False})
-    result = MODEL.validate_structure(message)
+    result = validate_structure(message)
     deletes = [i for i in result.items if i.spec.array_field == "slettAvtale"]
     assert [i.spec.action_of(i.value or {}) for i in deletes] == ["delete", "restore"]
 
@@ -72,7 +73,7 @@ def test_delete_list_maps_flag_to_action() -> None:
 def test_item_that_is_not_an_object_is_rejected_alone() -> None:
     message = _valid()
     message[0]["avtale"].insert(0, "not an object")
-    result = MODEL.validate_structure(message)
+    result = validate_structure(message)
     first = result.items[1]
     assert first.value is None
     assert [(f.rule_id, f.path) for f in first.findings] == [("STR-002", "/0/avtale/0")]
@@ -83,7 +84,7 @@ def test_item_that_is_not_an_object_is_rejected_alone() -> None:
 def test_warnings_do_not_reject_an_item() -> None:
     message = _valid()
     message[0]["avtale"][0]["ekstra"] = 1
-    item = MODEL.validate_structure(message).items[1]
+    item = validate_structure(message).items[1]
     assert [f.severity for f in item.findings] == ["warning"]
     assert item.value is not None
     assert "ekstra" not in item.value
@@ -92,7 +93,7 @@ def test_warnings_do_not_reject_an_item() -> None:
 def test_messages_are_in_norwegian_and_english() -> None:
     message = _valid()
     del message[0]["avtale"][0]["datoTid"]
-    [finding] = MODEL.validate_structure(message).items[1].findings
+    [finding] = validate_structure(message).items[1].findings
     assert finding.message_nb == "Feltet «datoTid» mangler."
     assert finding.message_en == "The field 'datoTid' is missing."
 

@@ -9,9 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
-from intake.settings import Settings
 from receiver.app import create_app
 from receiver.routes.messages import SubmissionParameters, submission_parameters
+from wiring.settings import Settings
 
 
 def request(query: str = "", headers: dict[str, str] | None = None) -> Request:

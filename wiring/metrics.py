@@ -18,7 +18,7 @@ from typing import Literal, Protocol, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from intake import __version__
+from wiring import __version__
 
 MetricType = Literal["counter", "gauge", "histogram"]
 

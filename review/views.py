@@ -13,13 +13,10 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from fastapi.responses import Response
-
-from intake.runtime import Runtime
-from receiver.problems import Problem, check_day
-from receiver.review.masking import item_prefix, mask, mask_text, personal_fields
+from review.masking import item_prefix, mask, mask_text, personal_fields
 from schemas.catalogue import MessageModel
 from schemas.events import CARE_TIMEZONE
+from statestore.days import EARLIEST_DAY, LATEST_DAY
 from statestore.review import (
     SORTS,
     STATUSES,
@@ -31,6 +28,7 @@ from statestore.review import (
     UnitDays,
 )
 from validators.rules import load_catalogue as load_rules
+from wiring.runtime import Runtime
 
 LEVELS = ("structure", "identifier", "codelist", "business")
 STATUS_LABELS = {
@@ -63,6 +61,17 @@ SUMMARY_COLUMNS = (
     "receipt_id",
     "item_index",
 )
+
+
+class InvalidQuery(ValueError):
+    """A filter, sort, page or period the review cannot read. HTTP answers it as a 422 problem
+    with ``code`` (:mod:`receiver.problems`); the command line prints ``detail``."""
+
+    def __init__(self, code: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.title = title
+        self.detail = detail
 
 
 def read_filter(query: Mapping[str, str]) -> ReviewFilter:
@@ -113,8 +122,7 @@ def period(flt: ReviewFilter, *, default_days: int = 30) -> tuple[ReviewFilter, 
     last = flt.day_to or datetime.now(CARE_TIMEZONE).date()
     first = flt.day_from or last - timedelta(days=default_days - 1)
     if (last - first).days >= MAX_PERIOD_DAYS:
-        raise Problem(
-            422,
+        raise InvalidQuery(
             "invalid_period",
             "Invalid period",
             f"'from' and 'to' may be at most {MAX_PERIOD_DAYS} days apart.",
@@ -290,17 +298,14 @@ def day_list(first: date, last: date) -> list[str]:
 # -- CSV ------------------------------------------------------------------------------------------
 
 
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV document: the header, then each row with its cells as :func:`_cell` writes them."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell(v) for v in row])
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return buffer.getvalue()
 
 
 def _cell(value: Any) -> str:
@@ -330,12 +335,17 @@ def _day(query: Mapping[str, str], name: str) -> date | None:
         day = date.fromisoformat(raw)
     except ValueError:
         raise _bad(name, "a date (YYYY-MM-DD)") from None
-    check_day(day, name)
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise InvalidQuery(
+            "invalid_date",
+            "Date out of range",
+            f"{name} must lie between {EARLIEST_DAY} and {LATEST_DAY}.",
+        )
     return day
 
 
-def _bad(name: str, expected: str) -> Problem:
-    return Problem(422, "invalid_query", "Invalid query parameter", f"'{name}' must be {expected}.")
+def _bad(name: str, expected: str) -> InvalidQuery:
+    return InvalidQuery("invalid_query", "Invalid query parameter", f"'{name}' must be {expected}.")
 
 
 def _fields(flt: ReviewFilter) -> dict[str, Any]:

@@ -25,12 +25,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from eventlog.port import ProduceRecord
-from intake.runtime import Runtime
-from receiver.submission import produce_or_unavailable
 from schemas.events import Event, event_for_item
 from statestore.review import Replayed, ReviewRepository, ReviewRow
 from validators.engine import ValidationContext
 from validators.findings import has_errors
+from wiring.runtime import Runtime
+
+# What a replay that found the event log unavailable tells whoever asked for it.
+REPLAY_LATER = "Nothing was replayed; try again in a moment."
 
 Verdict = Literal["passes", "fails", "already_replayed", "model_withdrawn"]
 
@@ -135,9 +137,7 @@ class ReplayService:
                 )
             )
         if records:
-            await produce_or_unavailable(
-                self._rt, records, "Nothing was replayed; try again in a moment."
-            )
+            await self._rt.produce(records)  # LogUnavailableError: nothing was replayed
             await self._review.mark_replayed(
                 [
                     Replayed(c.row.item_id, c.event.event_id, c.findings)

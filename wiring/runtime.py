@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,11 +18,8 @@ from prometheus_client import CollectorRegistry
 
 from eventlog.embedded import EmbeddedEventLog
 from eventlog.kafka import KafkaEventLog
-from eventlog.port import EventLog
+from eventlog.port import EventLog, LogUnavailableError, ProduceRecord
 from eventlog.topics import Topics
-from intake.logs import keep_parameters_out_of_logs
-from intake.metrics import Metrics
-from intake.settings import Settings
 from schemas.catalogue import Catalogue, load_catalogue
 from statestore import migrate
 from statestore.codelists import CodeListRepository
@@ -31,6 +29,9 @@ from statestore.projection import StateRepository
 from statestore.receipts import ReceiptRepository
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
+from wiring.logs import keep_parameters_out_of_logs
+from wiring.metrics import Metrics
+from wiring.settings import Settings
 
 
 class ChangeSignal:
@@ -83,6 +84,17 @@ class Runtime:
     validators: dict[str, ModelValidator]
     feed: ReceiptFeed
     receipt_changed: ChangeSignal
+
+    async def produce(self, records: list[ProduceRecord]) -> None:
+        """Store ``records`` in the event log, timing it; a failure is counted and raised as
+        :class:`LogUnavailableError` for the caller to answer (HTTP: 503 ``log_unavailable``)."""
+        started = time.perf_counter()
+        try:
+            await self.event_log.produce(records)
+        except LogUnavailableError:
+            self.metrics.produce_errors.inc()
+            raise
+        self.metrics.produce_duration.observe(time.perf_counter() - started)
 
     def validation_context(self) -> ValidationContext:
         return ValidationContext(

@@ -1,1 +1,0 @@
-"""The review of rejected items: masking, replay and the reviewers' browser session."""
