@@ -7,8 +7,9 @@ FROM python:3.11.10-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/intake
-# The same pinned versions as development and CI (constraints.txt).
-COPY pyproject.toml constraints.txt README.md ./
+# The same pinned versions as development and CI, with their hashes (requirements-runtime.lock:
+# the runtime part of requirements.lock, both made by `make lock`).
+COPY pyproject.toml requirements-runtime.lock README.md ./
 COPY intake ./intake
 COPY wiring ./wiring
 COPY review ./review
@@ -18,7 +19,8 @@ COPY schemas ./schemas
 COPY consumers ./consumers
 COPY eventlog ./eventlog
 COPY statestore ./statestore
-RUN /opt/intake/bin/pip install -c constraints.txt . \
+RUN /opt/intake/bin/pip install --require-hashes -r requirements-runtime.lock \
+ && /opt/intake/bin/pip install --no-deps . \
  && /opt/intake/bin/intake --help >/dev/null
 
 FROM python:3.11.10-slim-bookworm

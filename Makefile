@@ -5,16 +5,30 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+# Every lock is resolved for every platform, with the hashes of every file it may install.
+LOCK := $(UV) pip compile --quiet --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: run test lint typecheck schemas-check ops-check pytest bench install clean
+.PHONY: run test lint typecheck schemas-check ops-check pytest bench install lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+# The bootstrap: a venv, uv into it from PyPI (pinned with hashes), then every package from the
+# lock file with its hashes, then this project itself (editable). About 10 s with a warm cache.
+$(STAMP): pyproject.toml requirements.lock requirements-bootstrap.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-bootstrap.lock
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the locks after a change to pyproject.toml's dependencies, keeping the versions
+# they hold where they still fit (add --upgrade to LOCK to move to the newest).
+lock: $(STAMP)
+	$(LOCK) pyproject.toml --extra dev -o requirements.lock
+	$(LOCK) pyproject.toml -c requirements.lock -o requirements-runtime.lock
+	echo "uv==$(UV_VERSION)" | $(LOCK) - -o requirements-bootstrap.lock
 
 run: $(STAMP)
 	$(BIN)/intake serve --host $(HOST) --port $(PORT)
