@@ -40,6 +40,7 @@ from receiver.routes import (
     state,
     webhooks,
 )
+from receiver.slash.keys import SlashKeyStore
 from receiver.submission import SubmissionService
 from schemas.catalogue import load_catalogue
 from statestore.webhooks import WebhookRepository
@@ -126,7 +127,7 @@ def create_app(
             app.state.verifier = verifier_for(settings)
             app.state.cursors = cursor_codec_for(settings)
             app.state.dpop = DpopVerifier(max_age_seconds=settings.dpop_max_age_seconds)
-            app.state.slash_keys = slash.open_key_store(settings)
+            app.state.slash_keys = SlashKeyStore.from_settings(settings)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             app.state.submissions = SubmissionService(runtime)
             app.state.consumers = {}

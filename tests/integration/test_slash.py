@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from eventlog.port import LogUnavailableError
 from receiver.app import create_app
 from receiver.auth import DevIssuer
-from receiver.slash import SlashKeyStore
+from receiver.slash.keys import SlashKeyStore
 from tests.conftest import OTHER_UNIT, UNIT, running_app
 from tests.integration.helpers import example_message, records_in_log, wait_for_status
 from wiring.settings import Settings

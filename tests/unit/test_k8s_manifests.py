@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from intake.cli import app as cli_app
-from receiver.slash import SlashKeyStore
+from receiver.slash.keys import SlashKeyStore
 from wiring.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
