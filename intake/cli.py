@@ -428,8 +428,9 @@ def replay(
     from rich.table import Table
 
     from eventlog.port import LogUnavailableError
-    from review.replay import REPLAY_LATER, ReplayService
-    from review.views import InvalidQuery, read_filter
+    from review.errors import InvalidQuery
+    from review.replay import REPLAY_LATER, ReplayCheck, ReplayService, verdict_summary
+    from review.views import read_filter
     from statestore.review import ReviewRepository
     from wiring.runtime import open_runtime
 
@@ -450,7 +451,7 @@ def replay(
         raise typer.Exit(2) from None
     settings = _settings(data_dir)
 
-    async def run() -> list[tuple[str, str, str, str]]:
+    async def run() -> list[ReplayCheck]:
         async with open_runtime(settings) as runtime:
             review = ReviewRepository(runtime.engines)
             service = ReplayService(runtime, review)
@@ -459,24 +460,19 @@ def replay(
                 checks = (await service.replay(ids, f"cli:{actor}", "cli-replay")).checks
             else:
                 checks = await service.check(ids)
-            return [
-                (c.row.item_id, c.row.message_type, c.verdict, " ".join(
-                    sorted({f["rule_id"] for f in c.findings})))
-                for c in checks
-            ]  # fmt: skip
+            return checks
 
     try:
-        rows = asyncio.run(run())
+        checks = asyncio.run(run())
     except LogUnavailableError as exc:
         err.print(f"[red]The event log is not available ({exc}). {REPLAY_LATER}[/]")
         raise typer.Exit(1) from None
     table = Table("item", "message type", "verdict", "findings now")
-    for row in rows:
-        table.add_row(*row)
+    for c in checks:
+        rule_ids = " ".join(sorted({f["rule_id"] for f in c.findings}))
+        table.add_row(c.row.item_id, c.row.message_type, c.verdict, rule_ids)
     _wide_console().print(table)
-    counts: dict[str, int] = {}
-    for _, _, verdict, _ in rows:
-        counts[verdict] = counts.get(verdict, 0) + 1
+    counts = verdict_summary(checks)["counts"]
     summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "no items"
     err.print(f"{'published' if apply else 'would publish'}: {counts.get('passes', 0)} ({summary})")
 

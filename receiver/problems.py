@@ -39,7 +39,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from review.views import InvalidQuery
+from review.errors import InvalidQuery
 from statestore.days import EARLIEST_DAY, LATEST_DAY
 
 PROBLEM_JSON = "application/problem+json"

@@ -9,7 +9,7 @@ Two rules, both applied everywhere an item, its block or a finding message is sh
    may have a fødselsnummer in the wrong field.
 
 A masked value keeps its length, so a reviewer can see an identifier is too short or too long
-without seeing it; revealing one is an explicit, logged action (see statestore/review.py).
+without seeing it; revealing one is an explicit, logged action (see statestore/review/workflow.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from review.errors import InvalidQuery
 from schemas.catalogue import MessageModel
+from statestore.review import ReviewRow
 
 PERSONAL_IDENTIFIER_KINDS = frozenset({"fnr", "dnr", "hnr", "fhnr", "duf"})
 MASK = "•"
@@ -134,3 +136,19 @@ def _parts(pointer: str) -> Iterator[str]:
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
+
+
+def reveal_value(row: ReviewRow, part: str, path: str) -> Any:
+    """The unmasked value at ``path`` of a rejected item (``part`` "item") or of its block; the
+    caller logs the reveal with its reason."""
+    try:
+        value = resolve(row.item if part == "item" else row.block, path)
+    except KeyError:
+        raise InvalidQuery(
+            "unknown_path", "No value at that path", f"The item has nothing at {path!r}."
+        ) from None
+    if isinstance(value, dict | list):
+        raise InvalidQuery(
+            "not_a_value", "Reveal one value", "Point at a single value, not a group."
+        )
+    return value

@@ -20,6 +20,7 @@ item unresolved; replaying it again publishes the same event (a duplicate, ignor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -160,3 +161,11 @@ class ReplayService:
 def _moved(path: str, alone: str, original: str) -> str:
     """A finding's path in the one-item message, moved back to where the item was sent."""
     return original + path[len(alone) :] if path.startswith(alone) else path
+
+
+def verdict_summary(checks: Sequence[ReplayCheck]) -> dict[str, Any]:
+    """How many checks had each verdict, and each check, as the review shows a replay."""
+    counts: dict[str, int] = {}
+    for c in checks:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    return {"counts": counts, "checks": [c.as_dict() for c in checks]}

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from review.errors import InvalidQuery
 from review.masking import item_prefix, mask, mask_text, personal_fields
 from schemas.catalogue import MessageModel
 from schemas.events import CARE_TIMEZONE
@@ -61,17 +62,6 @@ SUMMARY_COLUMNS = (
     "receipt_id",
     "item_index",
 )
-
-
-class InvalidQuery(ValueError):
-    """A filter, sort, page or period the review cannot read. HTTP answers it as a 422 problem
-    with ``code`` (:mod:`receiver.problems`); the command line prints ``detail``."""
-
-    def __init__(self, code: str, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.title = title
-        self.detail = detail
 
 
 def read_filter(query: Mapping[str, str]) -> ReviewFilter:

@@ -249,7 +249,7 @@ feed_positions = Table(
 
 # --- review of rejected items (quality staff) ----------------------------------------------
 # One row per item the gateway rejected, indexed from the quarantine topic by the quarantine
-# indexer; ``status`` is the review workflow (see statestore/review.py).
+# indexer; ``status`` is the review workflow (see statestore/review/workflow.py).
 review_items = Table(
     "review_items",
     metadata,

@@ -21,8 +21,8 @@ from receiver.responses import OrjsonResponse, csv_response
 from receiver.review_session import Reviewer, ReviewerDep
 from receiver.submission import log_unavailable_as_problem
 from review import views
-from review.masking import resolve
-from review.replay import REPLAY_LATER, ReplayService
+from review.masking import reveal_value
+from review.replay import REPLAY_LATER, ReplayService, verdict_summary
 from statestore.review import ReviewRepository, ReviewRow, Status
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
@@ -203,20 +203,6 @@ async def reveal(
     )
 
 
-def reveal_value(row: ReviewRow, part: str, path: str) -> Any:
-    try:
-        value = resolve(row.item if part == "item" else row.block, path)
-    except KeyError:
-        raise Problem(
-            422, "unknown_path", "No value at that path", f"The item has nothing at {path!r}."
-        ) from None
-    if isinstance(value, dict | list):
-        raise Problem(
-            422, "not_a_value", "Reveal one value", "Point at a single value, not a group."
-        )
-    return value
-
-
 @router.post("/bulk", summary="Set status/assignee or add a note on many items")
 async def bulk(body: BulkChange, reviewer: ReviewerDep, review: ReviewDep) -> OrjsonResponse:
     ids = await selected_ids(review, body)
@@ -231,7 +217,7 @@ async def replay_preview(
     body: Selection, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
 ) -> OrjsonResponse:
     checks = await ReplayService(runtime, review).check(await selected_ids(review, body))
-    return OrjsonResponse(replay_summary(checks))
+    return OrjsonResponse(verdict_summary(checks))
 
 
 @router.post("/replay", summary="Publish the selected items that now pass, as new events")
@@ -248,15 +234,8 @@ async def replay(
             ids, reviewer.name, correlation_id(request)
         )
     return OrjsonResponse(
-        {**replay_summary(result.checks), "replayed": [c.as_dict() for c in result.replayed]}
+        {**verdict_summary(result.checks), "replayed": [c.as_dict() for c in result.replayed]}
     )
-
-
-def replay_summary(checks: list[Any]) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for c in checks:
-        counts[c.verdict] = counts.get(c.verdict, 0) + 1
-    return {"counts": counts, "checks": [c.as_dict() for c in checks]}
 
 
 @router.get("/stats", summary="Rejections per day by rule, by unit, by vendor; top rules")

@@ -39,13 +39,11 @@ from receiver.routes.review_api import (
     correlation_id,
     load_item,
     log_list,
-    replay_summary,
-    reveal_value,
 )
 from receiver.submission import log_unavailable_as_problem
 from review import views
-from review.masking import resolve
-from review.replay import REPLAY_LATER, ReplayService
+from review.masking import resolve, reveal_value
+from review.replay import REPLAY_LATER, ReplayService, verdict_summary
 from schemas.events import CARE_TIMEZONE
 from statestore.review import STATUSES, ReviewFilter, ReviewRepository
 
@@ -353,7 +351,7 @@ async def replay_preview(
         reviewer,
         {
             **await _filter_context(review, runtime, flt),
-            "summary": replay_summary(checks),
+            "summary": verdict_summary(checks),
             "checks": checks,
             "result": None,
         },
@@ -377,7 +375,7 @@ async def replay_run(
         reviewer,
         {
             **await _filter_context(review, runtime, flt),
-            "summary": replay_summary(result.checks),
+            "summary": verdict_summary(result.checks),
             "checks": result.checks,
             "result": result,
         },
