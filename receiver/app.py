@@ -25,7 +25,8 @@ from consumers.webhooks import WebhookDispatcher
 from receiver.auth import verifier_for
 from receiver.cursors import cursor_codec_for
 from receiver.dpop import DpopVerifier
-from receiver.openapi import install_openapi
+from receiver.jose import JosePolicy
+from receiver.openapi import install_docs, install_openapi
 from receiver.problems import install_problem_handlers
 from receiver.ratelimit import RateLimiter
 from receiver.routes import (
@@ -126,7 +127,10 @@ def create_app(
             app.state.runtime = runtime
             app.state.verifier = verifier_for(settings)
             app.state.cursors = cursor_codec_for(settings)
-            app.state.dpop = DpopVerifier(max_age_seconds=settings.dpop_max_age_seconds)
+            app.state.dpop = DpopVerifier(
+                policy=JosePolicy.from_settings(settings),
+                max_age_seconds=settings.dpop_max_age_seconds,
+            )
             app.state.slash_keys = SlashKeyStore.from_settings(settings)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             app.state.submissions = SubmissionService(runtime)
@@ -162,9 +166,12 @@ def create_app(
         version=__version__,
         summary="Daily reporting to KPR and NPR over HTTPS: validation, receipts, state.",
         lifespan=lifespan,
+        docs_url=None,  # served from a package's assets instead (receiver.openapi.install_docs)
+        redoc_url=None,
     )
     install_problem_handlers(app)
-    install_openapi(app, load_catalogue())
+    install_openapi(app, load_catalogue(), dpop=settings.auth_dpop)
+    install_docs(app)
     routers = (
         messages.router,
         receipts.router,

@@ -26,22 +26,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from receiver.jose import JosePolicy
 from wiring.files import create_once
 from wiring.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ALLOWED_ALGORITHMS = [
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-]
 ALLOWED_TYPES = frozenset({"at+jwt", "jwt"})
 CLAIM_PREFIX = "helseid://claims/client/claims/"
 CLAIM_ORGNR_PARENT = CLAIM_PREFIX + "orgnr_parent"
@@ -131,7 +121,10 @@ class TokenVerifier:
         audience: str,
         leeway: int,
         jwks: JwksCache | None = None,
+        policy: JosePolicy | None = None,
     ) -> None:
+        self._policy = policy or JosePolicy.default()
+        self._registry = self._policy.registry()
         self._keys = keys
         self._jwks = jwks
         self._verified: dict[bytes, _Verified] = {}
@@ -175,7 +168,9 @@ class TokenVerifier:
     def _verify(self, token: str, keys: KeySet) -> tuple[Principal, float]:
         """The token's principal and its expiry (epoch seconds), or AuthError."""
         try:
-            decoded = jwt.decode(token, keys, algorithms=ALLOWED_ALGORITHMS)
+            decoded = jwt.decode(
+                token, keys, algorithms=self._policy.algorithms, registry=self._registry
+            )
             if str(decoded.header.get("typ", "")).lower() not in ALLOWED_TYPES:
                 raise AuthError("token type not accepted")
             self._claims.validate(decoded.claims)
@@ -285,7 +280,9 @@ class JwksCache:
         refresh_seconds: float,
         min_refetch_seconds: float = 30.0,
         client: httpx.AsyncClient | None = None,
+        policy: JosePolicy | None = None,
     ) -> None:
+        self._policy = policy or JosePolicy.default()
         self._url = url
         self._refresh = refresh_seconds
         self._min_refetch = min_refetch_seconds
@@ -317,7 +314,7 @@ class JwksCache:
             response = await self._client.get(self._url)
             response.raise_for_status()
             document = response.json()
-            self._keys = KeySet.import_key_set(document)
+            self._keys = accepted_keys(self._policy, document, self._url)
             self._kids = {k.get("kid") for k in document.get("keys", []) if k.get("kid")}
         except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
             # Keep verifying with the keys we have; the issuer may be briefly unreachable.
@@ -325,20 +322,38 @@ class JwksCache:
         self._fetched_at = time.monotonic()
 
 
+def accepted_keys(policy: JosePolicy, document: Any, source: str) -> KeySet:
+    """The keys of an issuer's JWKS that the allow-list accepts; the others are logged and not
+    used."""
+    kept, refused = policy.accepted_jwks(document)
+    if refused:
+        log.warning(
+            "keys from %s not used (outside the allow-list): %s", source, "; ".join(refused)
+        )
+    return kept
+
+
 def verifier_for(settings: Settings) -> TokenVerifier:
+    policy = JosePolicy.from_settings(settings)
     jwks: JwksCache | None = None
     if settings.uses_dev_issuer:
         keys = DevIssuer.load_or_create(settings).key_set()
     elif settings.auth_jwks_url is not None:
-        jwks = JwksCache(settings.auth_jwks_url, refresh_seconds=settings.auth_jwks_refresh_seconds)
+        jwks = JwksCache(
+            settings.auth_jwks_url,
+            refresh_seconds=settings.auth_jwks_refresh_seconds,
+            policy=policy,
+        )
         keys = jwks.current
     else:
         assert settings.auth_jwks_file is not None
-        keys = KeySet.import_key_set(orjson.loads(settings.auth_jwks_file.read_bytes()))
+        document = orjson.loads(settings.auth_jwks_file.read_bytes())
+        keys = accepted_keys(policy, document, str(settings.auth_jwks_file))
     return TokenVerifier(
         keys,
         issuer=settings.issuer,
         audience=settings.auth_audience,
         leeway=settings.token_leeway_seconds,
         jwks=jwks,
+        policy=policy,
     )

@@ -1,16 +1,20 @@
 """Request-scoped dependencies, read through ``Annotated`` types; the lifespan fills
-``app.state`` once."""
+``app.state`` once.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: :func:`require_scope`'s dependency names its
+scope in an annotation, which FastAPI must read as an object, not as a string to resolve.
+"""
 
 import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 
 from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.dpop import DpopError, DpopVerifier
+from receiver.jose import JosePolicy
+from receiver.openapi import BEARER, DPOP
 from receiver.problems import Problem
 from receiver.ratelimit import RateLimiter
 from receiver.submission import SubmissionService
@@ -44,14 +48,21 @@ def published_model(runtime: Runtime, message_type: str, version: int) -> Messag
     return model
 
 
-def _unauthorized(detail: str, *, dpop: bool = False) -> Problem:
-    scheme = "DPoP" if dpop else "Bearer"
+def _unauthorized(
+    request: Request, detail: str, *, dpop: bool = False, error: str | None = None
+) -> Problem:
+    """401 ``unauthorized`` with the challenge of RFC 9449 §7.1 (DPoP: ``algs``, and ``error``
+    once a credential was sent) or RFC 6750 §3 (Bearer)."""
+    policy: JosePolicy = request.app.state.dpop.policy
+    challenge = policy.challenge(
+        "DPoP" if dpop else "Bearer", error=error, description=detail if error else None
+    )
     return Problem(
         401,
         "unauthorized",
         "A valid access token is required",
         detail,
-        headers={"WWW-Authenticate": f'{scheme} realm="register-intake"'},
+        headers={"WWW-Authenticate": challenge},
     )
 
 
@@ -60,20 +71,34 @@ async def get_principal(request: Request) -> Principal:
     dpop = request.app.state.runtime.settings.auth_dpop
     expected = "dpop" if dpop else "bearer"
     if not header:
-        raise _unauthorized(f"Send 'Authorization: {expected.title()} <token>'.", dpop=dpop)
+        raise _unauthorized(
+            request, f"Send 'Authorization: {expected.title()} <token>'.", dpop=dpop
+        )
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != expected or not token:
-        raise _unauthorized(f"Send 'Authorization: {expected.title()} <token>'.", dpop=dpop)
+        raise _unauthorized(
+            request,
+            f"Send 'Authorization: {expected.title()} <token>'.",
+            dpop=dpop,
+            error="invalid_request" if token else None,
+        )
     verifier: TokenVerifier = request.app.state.verifier
     try:
         principal = await verifier.verify_async(token)
     except AuthError as exc:
-        raise _unauthorized("The token is invalid or expired.", dpop=dpop) from exc
+        raise _unauthorized(
+            request, "The token is invalid or expired.", dpop=dpop, error="invalid_token"
+        ) from exc
     if dpop:
         proof = request.headers.get("dpop")
         if not proof or principal.bound_jkt is None:
-            raise _unauthorized("A DPoP-bound token and a DPoP proof are required.", dpop=True)
+            raise _unauthorized(
+                request,
+                "A DPoP-bound token and a DPoP proof are required.",
+                dpop=True,
+                error="invalid_dpop_proof" if principal.bound_jkt else "invalid_token",
+            )
         dpop_verifier: DpopVerifier = request.app.state.dpop
         try:
             dpop_verifier.verify(
@@ -84,7 +109,12 @@ async def get_principal(request: Request) -> Principal:
                 expected_jkt=principal.bound_jkt,
             )
         except DpopError as exc:
-            raise _unauthorized(str(exc), dpop=True) from exc
+            raise _unauthorized(
+                request,
+                f"The DPoP proof was refused: {exc}.",
+                dpop=True,
+                error="invalid_dpop_proof",
+            ) from exc
     bind_log_fields(unit=principal.unit)
     rate_limit(request, principal)
     return principal
@@ -103,8 +133,12 @@ def rate_limit(request: Request, principal: Principal) -> None:
         )
 
 
-def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    async def check(
+        principal: Annotated[Principal, Depends(get_principal)],
+        _bearer: Annotated[None, Security(BEARER, scopes=[scope])],
+        _dpop: Annotated[None, Security(DPOP, scopes=[scope])],
+    ) -> Principal:
         if scope not in principal.scopes:
             raise Problem(
                 403,

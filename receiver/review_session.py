@@ -16,10 +16,11 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 
 from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.deps import get_principal, rate_limit
+from receiver.openapi import BEARER, DPOP
 from receiver.problems import Problem
 
 COOKIE = "intake_review"
@@ -62,7 +63,11 @@ class NotSignedIn(Problem):
         )
 
 
-async def get_reviewer(request: Request) -> Reviewer:
+async def get_reviewer(
+    request: Request,
+    _bearer: Annotated[None, Security(BEARER, scopes=[SCOPE])],
+    _dpop: Annotated[None, Security(DPOP, scopes=[SCOPE])],
+) -> Reviewer:
     if request.headers.get("authorization"):
         principal = await get_principal(request)
         by_cookie, csrf = False, ""

@@ -98,7 +98,12 @@ def auth(token: str) -> dict[str, str]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say plainly how many tests ran against the real services, and how many skipped."""
     lines = []
-    services = (("kafka", "Apache Kafka"), ("postgres", "PostgreSQL"), ("browser", "Chromium"))
+    services = (
+        ("kafka", "Apache Kafka"),
+        ("postgres", "PostgreSQL"),
+        ("browser", "Chromium"),
+        ("interop", "peers we did not write (tests/interop)"),
+    )
     for marker, service in services:
         counts: dict[str, int] = {}
         for outcome in ("passed", "failed", "skipped", "error"):

@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["development", "test", "production"]
 
 
+# Every signature algorithm a token or DPoP proof may use (RFC 7518 §3.1, asymmetric only):
+# what INTAKE_JOSE_ALGORITHMS may choose from, and its default.
+JOSE_ALGORITHMS = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore")
 
@@ -70,6 +75,11 @@ class Settings(BaseSettings):
     # refused. Off: Bearer only. An endpoint never accepts both.
     auth_dpop: bool = False
     dpop_max_age_seconds: float = Field(default=60.0, gt=0, le=600)
+    # The one allow-list of signature algorithms and RSA key sizes, for access tokens and DPoP
+    # proofs (receiver/jose.py). Asymmetric algorithms only.
+    jose_algorithms: list[str] = Field(default_factory=lambda: list(JOSE_ALGORITHMS), min_length=1)
+    jose_rsa_min_bits: int = Field(default=2048, ge=2048)
+    jose_rsa_max_bits: int = Field(default=4096, le=8192)
     # Requests per minute per reporting unit (and client) before 429.
     rate_limit_per_minute: int = Field(default=600, ge=1)
 
@@ -108,6 +118,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
+        unknown = sorted(set(self.jose_algorithms) - set(JOSE_ALGORITHMS))
+        if unknown:
+            raise ValueError(
+                f"INTAKE_JOSE_ALGORITHMS: {unknown} not among {', '.join(JOSE_ALGORITHMS)}"
+            )
+        if self.jose_rsa_min_bits > self.jose_rsa_max_bits:
+            raise ValueError("INTAKE_JOSE_RSA_MIN_BITS is above INTAKE_JOSE_RSA_MAX_BITS")
         if self.event_log == "kafka" and not self.kafka_bootstrap:
             raise ValueError("INTAKE_KAFKA_BOOTSTRAP is needed when INTAKE_EVENT_LOG=kafka")
         if self.auth_issuer and self.auth_jwks_file is None and self.auth_jwks_url is None:

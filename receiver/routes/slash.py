@@ -11,9 +11,10 @@ import math
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 
 from receiver.deps import RuntimeDep, SubmissionsDep
+from receiver.openapi import DPOP
 from receiver.problems import Problem
 from receiver.responses import OrjsonResponse
 from receiver.routes.messages import model_lifecycle_headers, read_body
@@ -28,6 +29,7 @@ from receiver.slash.crypto import (
 from receiver.slash.errors import SlashCode, SlashError, error_entry, from_problem
 from receiver.slash.keys import SlashKey
 from receiver.slash.request import (
+    REPORT_SCOPE,
     VENDOR_HEADERS,
     MessageClaims,
     access_token,
@@ -118,6 +120,7 @@ async def public_keys(request: Request) -> OrjsonResponse:
     summary="SLASH: submit an encrypted, DPoP-signed message; answers in SLASH's format",
     openapi_extra=_BODY_DOC,
     responses=_RESPONSES,
+    dependencies=[Security(DPOP, scopes=[REPORT_SCOPE])],
 )
 async def receive_message(
     request: Request, runtime: RuntimeDep, submissions: SubmissionsDep

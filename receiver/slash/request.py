@@ -14,7 +14,8 @@ from fastapi import Request
 
 from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.deps import rate_limit
-from receiver.dpop import DPOP_ALGORITHMS, DpopError, DpopProof, DpopVerifier
+from receiver.dpop import DpopError, DpopProof, DpopVerifier
+from receiver.jose import JosePolicy
 from receiver.problems import Problem
 from receiver.slash.crypto import b64decode_lenient
 from receiver.slash.errors import SlashCode, SlashError, error_entry
@@ -35,9 +36,6 @@ UTF8_BOM = b"\xef\xbb\xbf"
 _MESSAGE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 _VERSION = re.compile(r"[0-9]{1,6}")
 _EXTRACTION_DATE = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{4}")
-# DpopError messages that mean "a valid proof, but not for this request" (2005); the others mean
-# a malformed proof (2004).
-_PROOF_MISMATCH = ("too old", "another", "already used")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +60,17 @@ class VendorHeaders:
 
 
 def _unauthorized(
-    code: SlashCode, details: str, property_name: str, *, error: str | None = None
+    request: Request,
+    code: SlashCode,
+    details: str,
+    property_name: str,
+    *,
+    error: str | None = None,
 ) -> SlashError:
-    challenge = f'DPoP realm="register-intake", algs="{" ".join(DPOP_ALGORITHMS)}"'
-    if error:
-        challenge += f', error="{error}"'
+    """A 401 with the DPoP challenge of RFC 9449 §7.1 (``algs``; ``error`` once a credential
+    was sent)."""
+    policy: JosePolicy = request.app.state.dpop.policy
+    challenge = policy.challenge("DPoP", error=error, description=details if error else None)
     return SlashError(
         code,
         401,
@@ -80,6 +84,7 @@ def access_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
         raise _unauthorized(
+            request,
             SlashCode.HTTP_HEADER_MISSING,
             "Send 'Authorization: DPoP <access token>'.",
             "Authorization",
@@ -88,6 +93,7 @@ def access_token(request: Request) -> str:
     token = token.strip()
     if scheme.lower() != "dpop" or not token:
         raise _unauthorized(
+            request,
             SlashCode.HTTP_HEADER_VALIDATION,
             "This endpoint needs a DPoP-bound token: 'Authorization: DPoP <access token>'.",
             "Authorization",
@@ -95,6 +101,7 @@ def access_token(request: Request) -> str:
         )
     if not request.headers.get("dpop"):
         raise _unauthorized(
+            request,
             SlashCode.HTTP_HEADER_MISSING,
             "Send a DPoP proof for this request in the 'DPoP' header.",
             "DPoP",
@@ -110,12 +117,14 @@ def authenticate(request: Request, token: str) -> tuple[Principal, DpopProof]:
     except AuthError as exc:
         if "no reporting unit" in str(exc):
             raise _unauthorized(
+                request,
                 SlashCode.MISSING_ORGANIZATION_CLAIM,
                 "The access token names no organisation (orgnr_parent/orgnr_child).",
                 "Authorization",
                 error="invalid_token",
             ) from exc
         raise _unauthorized(
+            request,
             SlashCode.HTTP_HEADER_VALIDATION,
             "The access token is invalid or expired.",
             "Authorization",
@@ -123,6 +132,7 @@ def authenticate(request: Request, token: str) -> tuple[Principal, DpopProof]:
         ) from exc
     if principal.bound_jkt is None:
         raise _unauthorized(
+            request,
             SlashCode.MISSING_SIGNATURE_CLAIM,
             "The access token is not bound to a DPoP key (no cnf.jkt); ask HelseID for a "
             "DPoP token.",
@@ -140,8 +150,9 @@ def authenticate(request: Request, token: str) -> tuple[Principal, DpopProof]:
         )
     except DpopError as exc:
         reason = str(exc)
-        mismatch = any(marker in reason for marker in _PROOF_MISMATCH)
+        mismatch = exc.mismatch
         raise _unauthorized(
+            request,
             SlashCode.SIGNATURE_MISMATCH if mismatch else SlashCode.BAD_SIGNATURE_CLAIM,
             f"The DPoP proof was refused: {reason}.",
             "DPoP",
