@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     slash_key_file: Path | None = None
     slash_key_password: SecretStr | None = None
     slash_key_expires: date | None = None
+    # What POST /message answers when some items fail validation (docs/slash.md). FHI's client
+    # reads `delivered` and its rules drop a message answered 200, so by default such a message
+    # is refused as a whole (400, 2008 for each error; nothing stored) and sent again corrected.
+    # "deliver_valid": the valid items are stored and the answer is 200, delivered: true, with
+    # each rejected item's errors listed, for vendors that read `errors` on success too.
+    slash_rejected_items: Literal["refuse_message", "deliver_valid"] = "refuse_message"
 
     # --- consumers -------------------------------------------------------------------------
     projector_batch_size: int = Field(default=500, ge=1)

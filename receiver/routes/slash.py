@@ -26,7 +26,14 @@ from receiver.slash.crypto import (
     decrypt_and_verify,
     unwrap_key,
 )
-from receiver.slash.errors import SlashCode, SlashError, error_entry, from_problem
+from receiver.slash.errors import (
+    SlashCode,
+    SlashError,
+    as_guid,
+    error_entry,
+    from_problem,
+    item_errors,
+)
 from receiver.slash.keys import SlashKey
 from receiver.slash.request import (
     REPORT_SCOPE,
@@ -133,7 +140,8 @@ async def receive_message(
             exc.code,
             request.state.correlation_id,
         )
-        return OrjsonResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        headers = {"X-Correlation-ID": as_guid(request.state.correlation_id), **exc.headers}
+        return OrjsonResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def _receive(
@@ -147,12 +155,7 @@ async def _receive(
     claims = message_claims(proof)
     model = runtime.catalogue.get(claims.message_type, claims.version)
     if model is None:
-        raise SlashError(
-            SlashCode.SCHEMA_NOT_FOUND,
-            400,
-            f"{claims.message_type} v{claims.version} is not published; see GET /v1/message-types.",
-            property_name="msg_type",
-        )
+        raise _not_published(runtime, claims)
     try:
         lifecycle_headers = model_lifecycle_headers(model, date.today())
     except Problem as exc:
@@ -194,8 +197,9 @@ async def _receive(
         software_version=vendor.software_version,
         correlation_id=request.state.correlation_id,
     )
+    refuse = runtime.settings.slash_rejected_items == "refuse_message"
     try:
-        result = await submissions.submit(principal, model, plaintext, message, meta)
+        result = await submissions.submit(principal, model, plaintext, message, meta, atomic=refuse)
     except Problem as exc:
         raise from_problem(exc) from exc
 
@@ -219,7 +223,35 @@ async def _receive(
     return OrjsonResponse(_delivered(receipt, receipt_id), headers=headers)
 
 
+def _not_published(runtime: Runtime, claims: MessageClaims) -> SlashError:
+    """2006, naming the claim that is wrong: ``msg_type`` for a type we do not publish (and its
+    published spelling when only the case differs), ``msg_version`` for a version of a type we
+    do."""
+    versions = [m.version for m in runtime.catalogue if m.message_type == claims.message_type]
+    if versions:
+        return SlashError(
+            SlashCode.SCHEMA_NOT_FOUND,
+            400,
+            f"{claims.message_type} v{claims.version} is not published; its versions are "
+            f"{', '.join(map(str, sorted(versions)))} (GET /v1/message-types).",
+            property_name="msg_version",
+        )
+    spelled = sorted(
+        {m.message_type for m in runtime.catalogue}, key=lambda t: t != claims.message_type
+    )
+    alike = [t for t in spelled if t.lower() == claims.message_type.lower()]
+    hint = f" Message types are case-sensitive: did you mean {alike[0]}?" if alike else ""
+    return SlashError(
+        SlashCode.SCHEMA_NOT_FOUND,
+        400,
+        f"{claims.message_type} is not a published message type (GET /v1/message-types).{hint}",
+        property_name="msg_type",
+    )
+
+
 def _delivered(receipt: dict[str, Any], receipt_id: str) -> dict[str, Any]:
+    """``delivered: true``; where items were rejected (only when the deployment delivers the
+    valid items), a pointer to the receipt and then each rejected item's errors."""
     url = f"/v1/receipts/{receipt_id}"
     counts = receipt.get("counts") or {}
     rejected = int(counts.get("rejected", 0))
@@ -234,6 +266,7 @@ def _delivered(receipt: dict[str, Any], receipt_id: str) -> dict[str, Any]:
                 description=f"{rejected} of {items} items were rejected by validation",
             )
         )
+        errors += item_errors(receipt.get("items") or [])
     return {
         "delivered": True,
         "errors": errors,

@@ -5,7 +5,8 @@ The protocol (FHI's published description and its .NET client, ``Fhi.Slash.Publi
 
 * ``GET /keys`` lists the receiver's RSA public keys, newest expiry first (FHI's client takes the
   first one). Each entry has FHI's fields ``id``, ``expirationDate`` and ``publicKey`` (SPKI PEM)
-  and is also a JWK: ``kid`` (= ``id``, the RFC 7638 thumbprint), ``kty``/``n``/``e``,
+  and is also a JWK: ``kid`` (= ``id``, a GUID derived from the key's RFC 7638
+  thumbprint: FHI's older client parses ``id`` as a Guid), ``kty``/``n``/``e``,
   ``use: "enc"``, ``alg: "RSA-OAEP-256"`` and ``exp`` (unix seconds).
 * ``POST /message`` carries ``base64(IV(16) || AES-256-CBC(PKCS#7(plaintext)))`` as a
   ``text/plain`` body; the plaintext is the message JSON in UTF-8. ``Authorization: DPoP

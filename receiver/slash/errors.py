@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import IntEnum
 from typing import Any
 
 from receiver.problems import Problem
 
 MAX_FINDINGS = 100  # SchemaValidationFailed entries in one answer
+_CORRELATION_NAMESPACE = uuid.UUID("9a4c7e2b-1f3d-5a6e-8b0c-2d4f6a8c0e13")
 
 
 class SlashCode(IntEnum):
@@ -137,6 +139,47 @@ class SlashError(Exception):
         return {"delivered": False, "errors": self.errors}
 
 
+def as_guid(correlation_id: str) -> str:
+    """``X-Correlation-ID`` as FHI's client reads it: a GUID (it parses the header as a Guid
+    and fails without one). A caller's id that is not one is mapped to a GUID derived from it,
+    so the two can still be matched in the logs."""
+    try:
+        return str(uuid.UUID(correlation_id))
+    except ValueError:
+        return str(uuid.uuid5(_CORRELATION_NAMESPACE, correlation_id))
+
+
+def item_errors(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A 2008 entry for each error of each rejected item (at most ``MAX_FINDINGS``, then one
+    entry saying how many more): ``propertyName`` is the finding's JSON pointer, the details
+    its rule id and Norwegian text, the message its English text."""
+    findings = [
+        f
+        for item in items
+        if item.get("status") == "rejected"
+        for f in item.get("findings") or []
+        if f.get("severity") == "error"
+    ]
+    entries = [
+        error_entry(
+            SlashCode.SCHEMA_VALIDATION_FAILED,
+            f"{f.get('rule_id')}: {f.get('message_nb')}",
+            property_name=f.get("path"),
+            description=str(f.get("message_en")),
+        )
+        for f in findings[:MAX_FINDINGS]
+    ]
+    if len(findings) > MAX_FINDINGS:
+        entries.append(
+            error_entry(
+                SlashCode.SCHEMA_VALIDATION_FAILED,
+                f"{len(findings) - MAX_FINDINGS} more findings; POST the message to "
+                "/v1/messages/{type}/{version}?dry_run=true to see them all.",
+            )
+        )
+    return entries
+
+
 def from_problem(problem: Problem) -> SlashError:
     """The pipeline's refusal (see :mod:`receiver.problems`) in SLASH's terms."""
     details = problem.detail or problem.title
@@ -156,6 +199,14 @@ def from_problem(problem: Problem) -> SlashError:
             for f in findings
         ]
         return SlashError(SlashCode.SCHEMA_VALIDATION_FAILED, 400, details, errors=errors or None)
+    if problem.code == "rejected_atomic":  # the deployment refuses messages with rejected items
+        receipt = problem.extra.get("receipt") or {}
+        return SlashError(
+            SlashCode.SCHEMA_VALIDATION_FAILED,
+            400,
+            f"{details} Correct the rejected items and send the whole message again.",
+            errors=item_errors(receipt.get("items") or []) or None,
+        )
     if problem.code in ("too_many_items", "payload_too_large"):
         return SlashError(SlashCode.PAYLOAD_TOO_LARGE, 413, details)
     if problem.code == "idempotency_conflict":

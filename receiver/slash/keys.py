@@ -8,6 +8,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -25,6 +26,10 @@ from wiring.settings import Settings
 log = logging.getLogger(__name__)
 
 KEY_ALGORITHM = "RSA-OAEP-256"  # how a message's AES key is wrapped with these keys
+# Key ids are GUIDs: FHI's older client parses ``id`` as a Guid (and sends it back in its
+# lowercase form), the newer one as a string it sends back unchanged; a GUID suits both. It is
+# derived from the key's RFC 7638 thumbprint, so every replica names a key alike.
+_KEY_ID_NAMESPACE = uuid.UUID("3d0f6a38-7c51-5e42-9b1d-6a2f40c8e915")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +43,7 @@ class SlashKey:
     def from_private(
         cls, private_key: rsa.RSAPrivateKey, *, not_before: int, expires: int
     ) -> SlashKey:
-        return cls(_thumbprint(private_key), not_before, expires, private_key)
+        return cls(key_id(_thumbprint(private_key)), not_before, expires, private_key)
 
     def published(self) -> dict[str, Any]:
         """The ``/keys`` entry: FHI's fields and a JWK."""
@@ -62,6 +67,20 @@ class SlashKey:
             "alg": KEY_ALGORITHM,
             "exp": self.expires,
         }
+
+
+def key_id(thumbprint: str) -> str:
+    """The GUID a key is published under, from its RFC 7638 thumbprint."""
+    return str(uuid.uuid5(_KEY_ID_NAMESPACE, thumbprint))
+
+
+def normalise_key_id(kid: str) -> str:
+    """An ``enc_key_id`` as we store it: GUIDs in lowercase (a .NET client may print it in
+    uppercase or with braces); anything else as sent."""
+    try:
+        return str(uuid.UUID(kid.strip()))
+    except ValueError:
+        return kid.strip()
 
 
 def _thumbprint(private_key: rsa.RSAPrivateKey) -> str:
@@ -117,7 +136,13 @@ class SlashKeyStore:
         self._bits = key_bits
         self._clock = clock
         self._lock = threading.Lock()
-        self._keys: dict[str, SlashKey] = {k.kid: k for k in static_keys}
+        static = list(static_keys)
+        self._keys: dict[str, SlashKey] = {k.kid: k for k in static}
+        # Key ids published before they were GUIDs (the thumbprint), for clients that fetched
+        # /keys then: the old id -> the key's id now.
+        self._aliases: dict[str, str] = {
+            _thumbprint(k.private_key): k.kid for k in static if k.private_key is not None
+        }
         self._generations: set[int] = set()  # not_before of rotating keys loaded
         if directory is None:
             if not self._keys:
@@ -172,12 +197,13 @@ class SlashKeyStore:
         """The key named by ``enc_key_id``; raises :class:`UnknownKeyError` or
         :class:`ExpiredKeyError`."""
         now = self._clock()
+        kid = normalise_key_id(kid)
         with self._lock:
             self._forget_expired(now)
-            key = self._keys.get(kid)
+            key = self._keys.get(self._aliases.get(kid, kid))
             if key is None and self._dir is not None:
                 self._scan()  # another replica may have created it
-                key = self._keys.get(kid)
+                key = self._keys.get(self._aliases.get(kid, kid))
             if key is None:
                 raise UnknownKeyError(kid)
             if key.expires <= now or key.private_key is None:
@@ -217,7 +243,7 @@ class SlashKeyStore:
                 serialization.NoEncryption(),
             )
             document = {
-                "kid": _thumbprint(private),
+                "kid": key_id(_thumbprint(private)),
                 "not_before": not_before,
                 "expires": not_before + self._lifetime,
                 "alg": KEY_ALGORITHM,
@@ -236,7 +262,12 @@ class SlashKeyStore:
 
     def _load(self, path: Path) -> None:
         document = orjson.loads(path.read_bytes())
-        kid = str(document["kid"])
+        stored = str(document["kid"])
+        # Files written before key ids were GUIDs hold the thumbprint: published as its GUID
+        # now, and still found under the old id.
+        kid = stored if _is_guid(stored) else key_id(stored)
+        if kid != stored:
+            self._aliases[stored] = kid
         not_before = int(document["not_before"])
         expires = int(document["expires"])
         self._generations.add(not_before)
@@ -255,3 +286,10 @@ class SlashKeyStore:
         for kid, key in list(self._keys.items()):
             if key.private_key is not None and key.expires <= now:
                 self._keys[kid] = replace(key, private_key=None)
+
+
+def _is_guid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -295,20 +296,46 @@ async def test_a_resent_message_gets_the_same_receipt(
     assert await records_in_log(settings) == 3
 
 
-async def test_rejected_items_still_deliver_and_point_to_the_receipt(
-    sender: SlashSender, client: httpx.AsyncClient, bearer: dict[str, str]
+async def test_rejected_items_refuse_the_message_by_default(
+    sender: SlashSender, settings: Settings
 ) -> None:
     response = await sender.send(example_message("invalid/item_errors.json"))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["delivered"] is True
-    assert body["receiptStatus"] == "partially_accepted"
-    (pointer,) = body["errors"]
-    assert pointer["errorCode"] == 2008
-    assert "2 of 3 items" in pointer["errorMessage"]
-    assert body["receiptUrl"] in pointer["errorDetails"]
-    receipt = await wait_for_status(client, body["receiptId"], bearer, {"partially_applied"})
-    assert [i["status"] for i in receipt["items"]] == ["rejected", "applied", "rejected"]
+    body = _refused(response, 400, 2008)
+    assert {e["propertyName"].split("/")[3] for e in body["errors"]} == {"0", "2"}  # items 0, 2
+    assert all(e["errorCode"] == 2008 for e in body["errors"])
+    assert all(re.match(r"[A-Z]{3}-\d{3}: ", e["errorDetails"]) for e in body["errors"])
+    assert await records_in_log(settings) == 0  # the valid item was not stored either
+    assert _correlation_ids(response)  # a GUID, as FHI's client needs
+    uuid.UUID(_correlation_ids(response)[0])
+
+
+async def test_rejected_items_still_deliver_and_point_to_the_receipt(
+    tmp_path: Path, issuer: DevIssuer
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        environment="test",
+        consumer_poll_seconds=0.05,
+        slash_key_bits=2048,
+        slash_rejected_items="deliver_valid",
+    )
+    async with running_app(create_app(settings, registry=CollectorRegistry())) as client:
+        issuer = DevIssuer.load_or_create(settings)
+        bearer = {"Authorization": f"Bearer {issuer.mint(UNIT, scopes=['intake:report'])}"}
+        sender = SlashSender(client, issuer)
+        response = await sender.send(example_message("invalid/item_errors.json"))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["delivered"] is True
+        assert body["receiptStatus"] == "partially_accepted"
+        pointer, *each = body["errors"]
+        assert pointer["errorCode"] == 2008
+        assert "2 of 3 items" in pointer["errorMessage"]
+        assert body["receiptUrl"] in pointer["errorDetails"]
+        assert each, "each rejected item's errors are listed"
+        assert {e["propertyName"].split("/")[3] for e in each} == {"0", "2"}  # items 0 and 2
+        receipt = await wait_for_status(client, body["receiptId"], bearer, {"partially_applied"})
+        assert [i["status"] for i in receipt["items"]] == ["rejected", "applied", "rejected"]
 
 
 async def test_a_message_from_a_base64url_client_with_a_bom_is_delivered(
