@@ -255,16 +255,20 @@ def schemas_export(
     out: Annotated[Path, typer.Option(help="Folder to write into.")],
     root: ModelsRoot = None,
 ) -> None:
-    """Write every model's Avro schema, JSON Schema, event schema and examples to a folder."""
+    """Write every model's Avro schema, JSON Schema, event schema and examples to a folder, and
+    every wire schema (events, envelopes) to wire/<full name>.avsc."""
     import orjson
 
-    from schemas.catalogue import event_schema
+    from schemas.wire import event_schema
 
     def write(path: Path, data: object) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 
-    for model in _catalogue(root):
+    catalogue = _catalogue(root)
+    for wire in catalogue.wire_schemas():  # what values on the topics are written with
+        write(out / "wire" / f"{wire.name}.avsc", wire.codec.schema)
+    for model in catalogue:
         folder = out / model.message_type / str(model.version)
         write(folder / "schema.avsc", model.schema)
         write(folder / "schema.json", model.json_schema)

@@ -8,7 +8,6 @@ the events the model produces. It describes models; checking an item against one
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from schemas.actions import ACTIONS
 from schemas.codec import AvroCodec, CodecRegistry
 from schemas.items import ItemSpec, item_specs
 from schemas.jsonschema import to_json_schema
+from schemas.wire import event_schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,51 +71,6 @@ class MessageModel:
     @property
     def doc(self) -> str:
         return str(self.schema.get("doc", "")) if isinstance(self.schema, dict) else ""
-
-
-def _item_record_definitions(block: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
-    definitions = []
-    for f in block["fields"]:
-        if "x-item" in f:
-            record = copy.deepcopy(f["type"]["items"])
-            record.setdefault("namespace", namespace)
-            definitions.append(record)
-    return definitions
-
-
-def event_schema(message_type: str, version: int, message_schema: dict[str, Any]) -> dict[str, Any]:
-    """The Avro schema of one model's events: envelope, the unit block's scalars, the item."""
-    block = message_schema["items"]
-    namespace = block.get("namespace", "")
-    context = {
-        "type": "record",
-        "name": block["name"],
-        "namespace": namespace,
-        "doc": "The reporting unit block the item came in, without its item lists.",
-        "fields": [copy.deepcopy(f) for f in block["fields"] if "x-item" not in f],
-    }
-    return {
-        "type": "record",
-        "name": f"{message_type}_Event",
-        "namespace": "no.intake.events",
-        "doc": f"One accepted item of a {message_type} v{version} message.",
-        "fields": [
-            {"name": "event_id", "type": "string"},
-            {"name": "receipt_id", "type": "string"},
-            {"name": "item_index", "type": "int"},
-            {"name": "unit", "type": "string"},
-            {"name": "message_type", "type": "string"},
-            {"name": "version", "type": "int"},
-            {"name": "object_id", "type": "string"},
-            {"name": "action", "type": "string"},
-            {"name": "valid_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-            {"name": "recorded_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-            {"name": "clinical_time", "type": ["null", "string"], "default": None},
-            {"name": "context", "type": context},
-            {"name": "payload_type", "type": "string", "doc": "Full name of the item record."},
-            {"name": "payload", "type": _item_record_definitions(block, namespace)},
-        ],
-    }
 
 
 def _read_json(node: Traversable) -> Any:
@@ -230,6 +185,26 @@ def _load_model(message_type: str, version: int, folder: Traversable) -> Message
     )
 
 
+@dataclass(frozen=True)
+class WireSchema:
+    """A schema values are written with, and the logical topic they go to (``accepted`` of its
+    model, ``quarantine`` or ``receipts``)."""
+
+    codec: AvroCodec
+    topic: str
+    model: MessageModel | None
+
+    @property
+    def name(self) -> str:
+        schema = self.codec.schema
+        return f"{schema['namespace']}.{schema['name']}"
+
+    @property
+    def fingerprint(self) -> str:
+        """The CRC-64-AVRO fingerprint as hex of the 8 bytes in a value's header."""
+        return self.codec.fingerprint.hex()
+
+
 class Catalogue:
     def __init__(self, models: list[MessageModel]) -> None:
         self._models = {(m.message_type, m.version): m for m in models}
@@ -242,6 +217,14 @@ class Catalogue:
         self.receipt_update_codec = AvroCodec(_read_json(envelopes / "receipt_update.avsc"))
         for codec in (self.quarantine_codec, self.poison_codec, self.receipt_update_codec):
             self.codecs.register(codec)
+
+    def wire_schemas(self) -> list[WireSchema]:
+        """Every Avro schema a value on a topic is written with (:mod:`schemas.wire`)."""
+        out = [WireSchema(m.event_codec, "accepted", m) for m in self]
+        out.append(WireSchema(self.quarantine_codec, "quarantine", None))
+        out.append(WireSchema(self.poison_codec, "quarantine", None))
+        out.append(WireSchema(self.receipt_update_codec, "receipts", None))
+        return out
 
     def get(self, message_type: str, version: int) -> MessageModel | None:
         return self._models.get((message_type, version))

@@ -20,7 +20,8 @@ import avro.schema
 import orjson
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from schemas.catalogue import Catalogue, MessageModel, event_schema
+from schemas.catalogue import Catalogue, MessageModel
+from schemas.wire import event_schema
 
 Compatibility = Literal["BACKWARD", "FORWARD", "FULL"]
 COMPATIBILITIES: tuple[Compatibility, ...] = ("BACKWARD", "FORWARD", "FULL")
@@ -56,8 +57,9 @@ def compare(old: MessageModel, new: MessageModel, promise: Compatibility) -> lis
         ("message", old.schema, new.schema),
         (
             "event",
-            event_schema(old.message_type, old.version, old.schema),
-            event_schema(new.message_type, new.version, new.schema),
+            # Without the version in the names: resolution matches records by name.
+            event_schema(old.message_type, old.version, old.schema, versioned=False),
+            event_schema(new.message_type, new.version, new.schema, versioned=False),
         ),
     ]
     problems: list[str] = []

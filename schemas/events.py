@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from schemas.avro_writer import SplitWriter
 from schemas.catalogue import MessageModel
 from schemas.items import ItemSpec, ModelItem, field_value
+from schemas.wire import event_namespace, event_type_name
 
 _NAMESPACE = uuid.UUID("6f1f5c2e-3a7d-5b8e-9c41-2d0a7e8b4f10")
 # Care happens in Norway: a date without a time means that day's start there.
@@ -104,8 +105,13 @@ class Event:
             "clinical_time": self.clinical_time,
             "context": self.context,
             "payload_type": self.payload_type,
-            "payload": (self.payload_type, self.payload),
+            "payload": (self.payload_branch, self.payload),
         }
+
+    @property
+    def payload_branch(self) -> str:
+        """The event schema's name of the item record (:mod:`schemas.wire`)."""
+        return event_type_name(event_namespace(self.message_type, self.version), self.payload_type)
 
     @classmethod
     def from_avro(cls, datum: dict[str, Any]) -> Event:
@@ -156,6 +162,11 @@ class EventBuilder:
         self._recorded_time = recorded_time
         self._id_prefix = _event_id_prefix(unit, model.key, body_sha256)
         self._readers: dict[str, _ItemReader] = {}  # by array field
+        namespace = event_namespace(model.message_type, model.version)
+        self._branches = {  # the event schema's name of each item record
+            spec.record_name: event_type_name(namespace, spec.record_name)
+            for spec in model.item_specs
+        }
         self._writer: SplitWriter | None = None  # these two set by the first encode()
         self._write: Callable[..., bytes] | None = None
         # Encoded contexts by id(): each entry keeps its dict alive, so no id is reused meanwhile.
@@ -216,7 +227,7 @@ class EventBuilder:
                 event.clinical_time,
                 cached[1],
                 event.payload_type,
-                (event.payload_type, event.payload),
+                (self._branches[event.payload_type], event.payload),
             )
         except Exception:  # anything unusual (or invalid) is for the whole-record path to decide
             return codec.encode(event.to_avro())

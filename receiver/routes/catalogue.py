@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from eventlog.topics import Topics
 from receiver.deps import RuntimeDep, published_model
 from receiver.problems import Problem, check_day
 from receiver.responses import OrjsonResponse
-from schemas.catalogue import MessageModel
+from schemas.catalogue import MessageModel, WireSchema
 from validators.codelists import CodeList
 from validators.rules import load_catalogue as load_rules
 
@@ -30,6 +31,8 @@ def _summary(model: MessageModel) -> dict[str, Any]:
         "href": base,
         "avro_schema_href": f"{base}/schema.avsc",
         "json_schema_href": f"{base}/schema.json",
+        "event_schema_href": f"{base}/event-schema.avsc",
+        "event_schema_fingerprint": model.event_codec.fingerprint.hex(),
         "submit_href": f"/v1/messages/{model.message_type}/{model.version}",
     }
 
@@ -83,6 +86,60 @@ async def download_avro(message_type: str, version: int, runtime: RuntimeDep) ->
 async def download_json_schema(message_type: str, version: int, runtime: RuntimeDep) -> Response:
     model = published_model(runtime, message_type, version)
     return _download(model, model.json_schema, "application/schema+json", "json")
+
+
+@router.get(
+    "/message-types/{message_type}/{version}/event-schema.avsc",
+    summary="Download: the Avro schema of this model's events on its accepted topic",
+)
+async def download_event_schema(message_type: str, version: int, runtime: RuntimeDep) -> Response:
+    model = published_model(runtime, message_type, version)
+    return _download(model, model.event_codec.schema, "application/avro+json", "event.avsc")
+
+
+def _wire_summary(wire: WireSchema, topics: Topics) -> dict[str, Any]:
+    model = wire.model
+    return {
+        "name": wire.name,
+        "fingerprint": wire.fingerprint,
+        "topic": topics.accepted(model.message_type, model.version)
+        if model is not None
+        else getattr(topics, wire.topic),
+        "message_type": model.message_type if model is not None else None,
+        "version": model.version if model is not None else None,
+        "href": f"/v1/wire-schemas/{wire.fingerprint}",
+    }
+
+
+@router.get(
+    "/wire-schemas",
+    summary="Every Avro schema a value on a topic is written with, by name and fingerprint",
+)
+async def list_wire_schemas(runtime: RuntimeDep) -> OrjsonResponse:
+    wires = runtime.catalogue.wire_schemas()
+    return OrjsonResponse([_wire_summary(w, runtime.topics) for w in wires])
+
+
+@router.get(
+    "/wire-schemas/{name_or_fingerprint}",
+    summary="One wire schema, by its full name or its CRC-64-AVRO fingerprint (16 hex digits, "
+    "the 8 bytes after C3 01 in a value)",
+)
+async def get_wire_schema(name_or_fingerprint: str, runtime: RuntimeDep) -> Response:
+    wanted = name_or_fingerprint.strip().lower()
+    for wire in runtime.catalogue.wire_schemas():
+        if wanted in (wire.fingerprint, wire.name.lower()):
+            return OrjsonResponse(
+                wire.codec.schema,
+                media_type="application/avro+json",
+                headers={"Content-Disposition": f'attachment; filename="{wire.name}.avsc"'},
+            )
+    raise Problem(
+        404,
+        "unknown_schema",
+        "No such wire schema",
+        f"No schema named {name_or_fingerprint[:100]!r}; GET /v1/wire-schemas lists them.",
+    )
 
 
 @router.get("/rules", summary="The rule catalogue")
