@@ -4,22 +4,33 @@ of our annotations. Named Avro types are inlined where used, so the result is on
 self-contained schema that can also sit inside the OpenAPI document.
 
 Annotations become constraints where JSON Schema can say them (patterns, lengths, bounds,
-formats, digit strings that may also come as integers); the rest (identifier kind, code list)
-stay as ``x-`` keywords for people and tools to read.
+formats, digit strings that may also come as integers), with the same meaning as in the
+structure check (:mod:`schemas.formats`). What JSON Schema cannot say — an identifier's control
+digits, a code list on the item's clinical date, the business rules — is written in the
+``description`` of the field (and of the whole schema), never as an unknown keyword: strict
+validators (AJV's strict mode, for one) refuse those. The Avro schema keeps the annotations for
+machines.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from schemas.formats import DATE_PATTERN, DATE_TIME_PATTERN, digits_pattern
 from schemas.items import full_name
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-# What our structure check accepts as a timestamp: ISO 8601 date, time and a required offset.
-DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
-_KEPT_ANNOTATIONS = ("x-identifier", "x-codelist", "x-personal", "x-item")
+# What the receiver checks beyond this schema, and how the whole schema says so.
+BEYOND = (
+    "This schema checks the structure of a message as the receiver does (types, required "
+    "fields, patterns, lengths, ranges, dates and timestamps; unknown fields are reported as "
+    "warnings and not stored). The receiver also checks what JSON Schema cannot say: "
+    "identifiers' control digits and birth dates, code lists on each item's clinical date, "
+    "and the business rules (GET /v1/rules); a message needs at least one item in all; texts "
+    "must not contain NUL (U+0000). A timestamp "
+    "is ISO 8601 with an offset and a real date and time (no leap second 60)."
+)
 
 
 def to_json_schema(message_type: str, version: int, avro: dict[str, Any]) -> dict[str, Any]:
@@ -30,6 +41,7 @@ def to_json_schema(message_type: str, version: int, avro: dict[str, Any]) -> dic
         "$id": f"urn:register-intake:message-type:{message_type}:{version}",
         "title": f"{message_type} v{version}",
         **body,
+        "description": (body.get("description", "") + "\n\n" + BEYOND).strip(),
     }
 
 
@@ -68,15 +80,14 @@ class _Converter:
         for field in schema["fields"]:
             ann = {k: v for k, v in field.items() if k.startswith("x-")}
             prop = self.convert(field["type"], own_namespace, ann)
-            if "doc" in field:
-                prop["description"] = field["doc"]
+            notes = [field["doc"]] if "doc" in field else []
+            notes += _beyond(ann)
+            if notes:
+                prop["description"] = " ".join(notes)
             if "default" in field:
                 prop["default"] = field["default"]
             else:
                 required.append(field["name"])
-            for key in _KEPT_ANNOTATIONS:
-                if key in ann:
-                    prop[key] = ann[key]
             properties[field["name"]] = prop
         out: dict[str, Any] = {"type": "object", "title": schema["name"]}
         _with_doc(out, schema)
@@ -85,6 +96,23 @@ class _Converter:
             out["required"] = required
         self._named[record_name] = out
         return out
+
+
+def _beyond(ann: dict[str, Any]) -> list[str]:
+    """The field's annotations that JSON Schema cannot check, in words."""
+    notes = []
+    if "x-item" in ann:
+        notes.append("Each element is a reported item with its own entry in the receipt.")
+    if "x-identifier" in ann:
+        notes.append(f"Identifier ({ann['x-identifier']}): the receiver checks its control digits.")
+    if "x-codelist" in ann:
+        notes.append(
+            f"Code list {ann['x-codelist']} (GET /v1/codelists/{ann['x-codelist']}), checked "
+            "against the version in force on the item's clinical date."
+        )
+    if "x-personal" in ann:
+        notes.append("Personal data: masked for reviewers.")
+    return notes
 
 
 def _with_doc(out: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +146,7 @@ def _primitive(kind: str, ann: dict[str, Any]) -> dict[str, Any]:
     if digits is not None:
         return {
             "anyOf": [
-                {"type": "string", "pattern": rf"^\d{{{digits}}}$"},
+                {"type": "string", "pattern": digits_pattern(digits)},
                 {"type": "integer", "minimum": 0, "maximum": 10**digits - 1},
             ]
         }
