@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import Any
 
@@ -150,16 +151,17 @@ def as_guid(correlation_id: str) -> str:
 
 
 def item_errors(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A 2008 entry for each error of each rejected item (at most ``MAX_FINDINGS``, then one
-    entry saying how many more): ``propertyName`` is the finding's JSON pointer, the details
-    its rule id and Norwegian text, the message its English text."""
-    findings = [
-        f
-        for item in items
-        if item.get("status") == "rejected"
-        for f in item.get("findings") or []
-        if f.get("severity") == "error"
-    ]
+    """The 2008 entries for the errors of each rejected item (see :func:`finding_errors`)."""
+    return finding_errors(
+        f for item in items if item.get("status") == "rejected" for f in item.get("findings") or []
+    )
+
+
+def finding_errors(findings: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A 2008 entry for each error finding (at most ``MAX_FINDINGS``, then one entry saying how
+    many more): ``propertyName`` is the finding's JSON pointer, the details its rule id and
+    Norwegian text, the message its English text."""
+    errors = [f for f in findings if f.get("severity") == "error"]
     entries = [
         error_entry(
             SlashCode.SCHEMA_VALIDATION_FAILED,
@@ -167,13 +169,13 @@ def item_errors(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             property_name=f.get("path"),
             description=str(f.get("message_en")),
         )
-        for f in findings[:MAX_FINDINGS]
+        for f in errors[:MAX_FINDINGS]
     ]
-    if len(findings) > MAX_FINDINGS:
+    if len(errors) > MAX_FINDINGS:
         entries.append(
             error_entry(
                 SlashCode.SCHEMA_VALIDATION_FAILED,
-                f"{len(findings) - MAX_FINDINGS} more findings; POST the message to "
+                f"{len(errors) - MAX_FINDINGS} more findings; POST the message to "
                 "/v1/messages/{type}/{version}?dry_run=true to see them all.",
             )
         )
@@ -186,18 +188,7 @@ def from_problem(problem: Problem) -> SlashError:
     if problem.code == "unit_mismatch":
         return SlashError(SlashCode.ORGANIZATION_NOT_ALLOWED, 403, details)
     if problem.code == "invalid_message":
-        findings = [f for f in problem.extra.get("findings", []) if f.get("severity") == "error"][
-            :MAX_FINDINGS
-        ]
-        errors = [
-            error_entry(
-                SlashCode.SCHEMA_VALIDATION_FAILED,
-                f"{f.get('rule_id')}: {f.get('message_nb')}",
-                property_name=f.get("path"),
-                description=str(f.get("message_en")),
-            )
-            for f in findings
-        ]
+        errors = finding_errors(problem.extra.get("findings", []))
         return SlashError(SlashCode.SCHEMA_VALIDATION_FAILED, 400, details, errors=errors or None)
     if problem.code == "rejected_atomic":  # the deployment refuses messages with rejected items
         receipt = problem.extra.get("receipt") or {}
