@@ -49,9 +49,10 @@ schemas-check: $(STAMP)
 ops-check:
 	deploy/prometheus/prometheus.sh check
 
-# Starts Apache Kafka and PostgreSQL on loopback for the tests that need them (deploy/).
+# Starts Apache Kafka and PostgreSQL on loopback for the tests that need them (deploy/), with
+# kustomize (from the Go module proxy) for the Kubernetes manifest tests.
 pytest: $(STAMP)
-	deploy/with-services.sh $(BIN)/pytest
+	INTAKE_TEST_KUSTOMIZE="$$(deploy/kustomize.sh install)" deploy/with-services.sh $(BIN)/pytest
 
 test: lint typecheck schemas-check ops-check pytest
 
