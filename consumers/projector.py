@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from consumers.fold import FOLDS
-from consumers.service import StoreConsumer
+from consumers.service import ConsumerStopped, StoreConsumer
 from eventlog.port import (
     ConsumedRecord,
     LogUnavailableError,
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 CONSUMER_NAME = "projector"
 
 
-class TooManyPoisonRecordsError(RuntimeError):
+class TooManyPoisonRecordsError(ConsumerStopped):
     """The projector stopped: too many undecodable records, something is systemically wrong."""
 
 

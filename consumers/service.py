@@ -1,6 +1,20 @@
 """What every consumer of the event log that keeps its offsets in the store shares: a group per
-consumer name, seeking to the stored offsets on assignment, and restarting after transient
-failures (log or store unavailable) with a backoff of 0.2 s doubling to 10 s.
+consumer name, seeking to the stored offsets on assignment, and restarting after failures with
+a backoff of 0.2 s doubling to 10 s.
+
+What happens on an error:
+
+* the log or the store unavailable (a broker lost, a coordinator moving, a rebalance, the
+  database restarting): logged as a warning, ``intake_consumer_restarts_total`` counted, the
+  consumer closed and started again after the backoff;
+* any other exception: the same, logged with its traceback — a consumer never exits on its own
+  for something that may pass, and offsets living with the state make a restart safe;
+* :class:`ConsumerStopped` (systemic poison, a configuration error): counted in
+  ``intake_consumer_stops_total`` and raised; ``intake consume`` exits with
+  :data:`EXIT_STOPPED`.
+
+Closing a consumer never raises: its failures (aiokafka may raise CancelledError out of its
+close, aiokafka#647) are logged.
 
 Subclasses name their topics and implement :meth:`StoreConsumer._handle`: store one batch in one
 transaction together with the next offsets, and return those offsets. The loop then commits them
@@ -25,6 +39,12 @@ from wiring.runtime import Runtime
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_SECONDS = 5.0
+EXIT_STOPPED = 3  # the exit code of `intake consume` when a consumer stopped for good
+
+
+class ConsumerStopped(RuntimeError):
+    """A consumer must not go on (systemic poison, a configuration error): it stops, and the
+    process exits with :data:`EXIT_STOPPED`."""
 
 
 class ConsumerService(Protocol):
@@ -100,21 +120,45 @@ class StoreConsumer:
                 self.healthy = True
                 backoff = 0.2
                 await self._consume(consumer, stop)
+                continue
+            except ConsumerStopped as exc:
+                self._rt.metrics.consumer_stops.labels(self.name, type(exc).__name__).inc()
+                log.error("%s stopped for good: %s", self.name, exc)
+                raise
             except (LogUnavailableError, OperationalError, DBAPIError) as exc:
-                self.healthy = False
                 if not isinstance(exc, LogUnavailableError):
                     self._rt.metrics.store_errors.labels(self.name).inc()
                 log.warning(
-                    "%s paused: %s; retrying in %.1fs", self.name, type(exc).__name__, backoff
+                    "%s paused: %s: %s; retrying in %.1fs",
+                    self.name,
+                    type(exc).__name__,
+                    str(exc)[:300],
+                    backoff,
                 )
-                await sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 10.0)
-            except Exception:
-                log.exception("%s stopped", self.name)
-                raise
+                reason = type(exc).__name__
+            except Exception as exc:  # not known to be transient, but no reason to give up
+                log.exception("%s failed; restarting in %.1fs", self.name, backoff)
+                reason = type(exc).__name__
             finally:
                 self.healthy = False
-                await consumer.close()
+                await close_quietly(consumer, self.name)
+            self._rt.metrics.consumer_restarts.labels(self.name, reason).inc()
+            await sleep_or_stop(stop, backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+async def close_quietly(consumer: LogConsumer, name: str) -> None:
+    """Close ``consumer``; a failure to close is logged, never raised (the consumer is being
+    replaced anyway). A cancellation of this task itself still goes through."""
+    try:
+        await consumer.close()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("%s: closing the consumer raised CancelledError (aiokafka#647)", name)
+    except Exception as exc:
+        log.warning("%s: closing the consumer failed: %s: %s", name, type(exc).__name__, exc)
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -369,12 +369,20 @@ async def _wait_for_leaders(admin: Any, topics: list[str]) -> None:
 
 
 async def _stop_all(*stops: Any, timeout: float) -> None:
-    """Stop aiokafka clients, each bounded by ``timeout``; failures are logged, not raised."""
+    """Stop aiokafka clients, each bounded by ``timeout``; failures are logged, not raised.
+    aiokafka's stop() can raise CancelledError of its own when a broker went away mid-call
+    (aiokafka#647): that is a failure to close, not a cancellation of this task, which still
+    goes through."""
     for stop in stops:
         try:
             async with asyncio.timeout(timeout):
                 await stop()
-        except _UNAVAILABLE as exc:
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            log.warning("closing a kafka client raised CancelledError (aiokafka#647)")
+        except Exception as exc:
             log.warning("closing a kafka client failed: %s: %s", type(exc).__name__, exc)
 
 

@@ -112,6 +112,7 @@ def _consume(
     serving its metrics on ``metrics_port`` if given."""
     from prometheus_client import CollectorRegistry
 
+    from consumers.service import EXIT_STOPPED, ConsumerStopped
     from wiring.metrics import serve_metrics
     from wiring.runtime import open_runtime, settle_heap
 
@@ -123,7 +124,9 @@ def _consume(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(settings, registry) as runtime:
+        async with open_runtime(settings, registry, wait_for_log_until=stop) as runtime:
+            if stop.is_set():
+                return  # stopped while waiting for the log
             settle_heap()
             consumer = make(runtime)
             runtime.metrics.watch_consumer(name, consumer)
@@ -136,7 +139,11 @@ def _consume(
                 if stop_metrics is not None:
                     stop_metrics()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConsumerStopped as exc:
+        err.print(f"[red]{name} stopped: {exc}[/]")
+        raise typer.Exit(EXIT_STOPPED) from None
 
 
 @consume_app.command("projector")

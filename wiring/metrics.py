@@ -43,6 +43,8 @@ POISON_RECORDS = "intake_poison_records_total"
 QUARANTINE_RECORDS = "intake_quarantine_records"
 WEBHOOK_DELIVERIES = "intake_webhook_deliveries_total"
 STORE_ERRORS = "intake_store_errors_total"
+CONSUMER_RESTARTS = "intake_consumer_restarts_total"
+CONSUMER_STOPS = "intake_consumer_stops_total"
 READY = "intake_ready"
 CODELIST_VERSION = "intake_codelist_version_info"
 BUILD_INFO = "intake_build_info"
@@ -119,6 +121,21 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "gauge",
         ("consumer",),
         "1 while the consumer runs, 0 while it is starting or paused after an error.",
+    ),
+    MetricSpec(
+        CONSUMER_RESTARTS,
+        "counter",
+        ("consumer", "reason"),
+        "Times a consumer restarted itself after a failure, by consumer and reason (the "
+        "exception's type): log or store unavailable, a broker lost mid-call, an unexpected "
+        "error.",
+    ),
+    MetricSpec(
+        CONSUMER_STOPS,
+        "counter",
+        ("consumer", "reason"),
+        "Times a consumer stopped for good (systemic poison, a configuration error), by consumer "
+        "and reason; the process then exits with code 3.",
     ),
     MetricSpec(
         INTEGRITY_FINDINGS,
@@ -224,6 +241,8 @@ class Metrics:
         self.quarantine_records = _gauge(QUARANTINE_RECORDS, registry)
         self.webhook_deliveries = _counter(WEBHOOK_DELIVERIES, registry)
         self.store_errors = _counter(STORE_ERRORS, registry)
+        self.consumer_restarts = _counter(CONSUMER_RESTARTS, registry)
+        self.consumer_stops = _counter(CONSUMER_STOPS, registry)
         self.ready = _gauge(READY, registry)
         self.codelist_version = _gauge(CODELIST_VERSION, registry)
         self.build_info = _gauge(BUILD_INFO, registry)

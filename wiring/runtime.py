@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from validators.engine import ModelValidator, ValidationContext
 from wiring.logs import keep_parameters_out_of_logs
 from wiring.metrics import Metrics
 from wiring.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ChangeSignal:
@@ -141,10 +144,38 @@ def build_event_log(settings: Settings) -> EventLog:
     )
 
 
+async def _start_log(
+    event_log: EventLog, topics: list[str], wait_until: asyncio.Event | None
+) -> None:
+    """Start the event log and make sure its topics exist. With ``wait_until`` (consumers), a
+    log that cannot be reached yet (a broker down, a cluster starting) is tried again with a
+    backoff of 0.5 s doubling to 10 s until it answers or ``wait_until`` is set; without, the
+    failure is raised (the gateway, whose orchestrator restarts it)."""
+    backoff = 0.5
+    while True:
+        try:
+            await event_log.start()
+            await event_log.ensure_topics(topics)
+            return
+        except LogUnavailableError as exc:
+            if wait_until is None or wait_until.is_set():
+                raise
+            log.warning("event log not reachable yet: %s; retrying in %.1fs", exc, backoff)
+            await event_log.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wait_until.wait(), backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, registry: CollectorRegistry | None = None
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    *,
+    wait_for_log_until: asyncio.Event | None = None,
 ) -> AsyncIterator[Runtime]:
+    """Everything a process needs, from ``settings``. ``wait_for_log_until``: keep trying to
+    reach the event log until it answers or the event is set (see :func:`_start_log`)."""
     keep_parameters_out_of_logs()
     catalogue = load_catalogue()
     topics = Topics(settings.topic_prefix)
@@ -155,7 +186,6 @@ async def open_runtime(
     engines = create_engines(database_url)
     event_log = build_event_log(settings)
     try:
-        await event_log.start()
         runtime = Runtime(
             settings=settings,
             catalogue=catalogue,
@@ -172,8 +202,10 @@ async def open_runtime(
         )
         await runtime.codelists.refresh()
         runtime.metrics.record_codelists(runtime.codelists.registry)
-        await event_log.ensure_topics(
-            [*runtime.accepted_topics(), topics.quarantine, topics.receipts]
+        await _start_log(
+            event_log,
+            [*runtime.accepted_topics(), topics.quarantine, topics.receipts],
+            wait_for_log_until,
         )
         yield runtime
     finally:
