@@ -48,6 +48,7 @@ from statestore.webhooks import WebhookRepository
 from wiring import __version__
 from wiring.logs import begin_request_log, end_request_log
 from wiring.metrics import ConsumerName, Metrics
+from wiring.readiness import Readiness
 from wiring.runtime import Runtime, open_runtime, settle_heap
 from wiring.settings import Settings
 
@@ -147,6 +148,7 @@ def create_app(
                     app.state.consumers[name] = consumer
                     runtime.metrics.watch_consumer(name, consumer)
                     tasks.append(asyncio.create_task(consumer.run(stop), name=name))
+            app.state.readiness = Readiness(runtime, app.state.consumers)
             settle_heap()
             try:
                 yield

@@ -108,11 +108,14 @@ _SQLITE_TRANSIENT = frozenset({5, 6, 8, 10, 13, 14})
 _SQLSTATE_TRANSIENT = ("08", "53", "57")
 _DISK_FULL_SQLSTATE = "53100"
 _SQLITE_FULL = 13
+# SQLite's "database disk image is malformed" and "file is not a database": retrying does not
+# cure them, an operator does (restore the file from a backup; docs/runbook.md IntakeNotReady).
+_SQLITE_DAMAGED = frozenset({11, 26})
 
 
 def store_problem(exc: BaseException) -> Problem | None:
     """The 503 for a store failure that retrying can cure; ``None`` for any other (a bug)."""
-    full = False
+    full = damaged = False
     if isinstance(exc, PoolTimeoutError):  # every pooled connection busy
         transient = True
     elif isinstance(exc, DBAPIError):
@@ -121,6 +124,7 @@ def store_problem(exc: BaseException) -> Problem | None:
         if isinstance(orig, sqlite3.Error):
             code = getattr(orig, "sqlite_errorcode", 0) & 0xFF
             transient, full = code in _SQLITE_TRANSIENT, code == _SQLITE_FULL
+            damaged = code in _SQLITE_DAMAGED
         elif sqlstate:
             transient = str(sqlstate)[:2] in _SQLSTATE_TRANSIENT
             full = sqlstate == _DISK_FULL_SQLSTATE
@@ -130,9 +134,19 @@ def store_problem(exc: BaseException) -> Problem | None:
             )
     else:
         transient = False
+    headers = {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+    if damaged:
+        log.error("the embedded store's file is damaged: restore it from a backup (runbook)")
+        return Problem(
+            503,
+            "store_unavailable",
+            "The store is not available",
+            "The message was not accepted. Retry later with the same Idempotency-Key.",
+            headers=headers,
+            extra={"cause": "store_damaged"},
+        )
     if not transient:
         return None
-    headers = {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
     if full:
         return Problem(
             503,

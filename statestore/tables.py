@@ -164,6 +164,15 @@ integrity_findings = Table(
     Index("ix_integrity_object", "unit", "message_type", "object_id"),
 )
 
+# One row per process that answers /readyz: each probe writes its row, so readiness proves the
+# store takes a write (wiring/readiness.py).
+readiness_probes = Table(
+    "readiness_probes",
+    metadata,
+    Column("instance", String(200), primary_key=True),
+    Column("probed_at", UTCDateTime, nullable=False),
+)
+
 consumer_offsets = Table(
     "consumer_offsets",
     metadata,

@@ -252,6 +252,11 @@ class Metrics:
             self.webhook_deliveries.labels(outcome)
         for consumer in get_args(ConsumerName):
             self.poison_records.labels(consumer)
+            # The reasons every consumer meets in a failover or a store restart, at 0 from the
+            # start (others appear when they happen).
+            for reason in ("LogUnavailableError", "OperationalError", "DBAPIError"):
+                self.consumer_restarts.labels(consumer, reason)
+            self.consumer_stops.labels(consumer, "TooManyPoisonRecordsError")
         for component in get_args(Component):
             self.store_errors.labels(component)
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
@@ -73,6 +73,15 @@ class CodeLists:
         self._stamps = stamps
 
 
+@dataclass
+class ProduceOutcomes:
+    """When this process's produces last succeeded and failed (monotonic seconds), for the
+    readiness rule (wiring/readiness.py)."""
+
+    last_success: float | None = None
+    last_failure: float | None = None
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
@@ -87,6 +96,7 @@ class Runtime:
     validators: dict[str, ModelValidator]
     feed: ReceiptFeed
     receipt_changed: ChangeSignal
+    produce_outcomes: ProduceOutcomes = field(default_factory=ProduceOutcomes)
 
     async def produce(self, records: list[ProduceRecord]) -> None:
         """Store ``records`` in the event log, timing it; a failure is counted and raised as
@@ -96,8 +106,10 @@ class Runtime:
             await self.event_log.produce(records)
         except LogUnavailableError:
             self.metrics.produce_errors.inc()
+            self.produce_outcomes.last_failure = time.monotonic()
             raise
         self.metrics.produce_duration.observe(time.perf_counter() - started)
+        self.produce_outcomes.last_success = time.monotonic()
 
     def validation_context(self) -> ValidationContext:
         return ValidationContext(

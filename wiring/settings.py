@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     jose_algorithms: list[str] = Field(default_factory=lambda: list(JOSE_ALGORITHMS), min_length=1)
     jose_rsa_min_bits: int = Field(default=2048, ge=2048)
     jose_rsa_max_bits: int = Field(default=4096, le=8192)
+    # A readiness probe (event log, store write) slower than this is "slow"; two in a row make
+    # the process not ready (wiring/readiness.py).
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     # Requests per minute per reporting unit (and client) before 429.
     rate_limit_per_minute: int = Field(default=600, ge=1)
 
