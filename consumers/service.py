@@ -128,11 +128,13 @@ class StoreConsumer:
             except (LogUnavailableError, OperationalError, DBAPIError) as exc:
                 if not isinstance(exc, LogUnavailableError):
                     self._rt.metrics.store_errors.labels(self.name).inc()
+                # Our own text for the log; a database error's text may hold SQL parameters.
+                detail = str(exc)[:300] if isinstance(exc, LogUnavailableError) else "store"
                 log.warning(
                     "%s paused: %s: %s; retrying in %.1fs",
                     self.name,
                     type(exc).__name__,
-                    str(exc)[:300],
+                    detail,
                     backoff,
                 )
                 reason = type(exc).__name__
