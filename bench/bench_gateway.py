@@ -21,6 +21,9 @@ What it measures (DESIGN §12):
 * latency: one-item messages at a fixed moderate rate against a bare producer's ``acks=all``
   round trip of one record at the same rate, the two sides' requests interleaved: target ours
   p99 ≤ 3× its p99;
+* the cost of atomic messages: a second gateway with ``INTAKE_KAFKA_TRANSACTIONS=false`` (a
+  message's records then not one Kafka transaction) in the same rounds, for items/s and the
+  one-item p99 (a third side in the interleaving);
 * memory: a 15 MB message sent to a fresh gateway; its peak RSS (``VmHWM``) against the bound
   documented in docs/scaling.md.
 
@@ -319,8 +322,9 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def gateways(services: Services, count: int) -> AsyncIterator[list[Gateway]]:
-    """``count`` gateway processes, ready to serve; stopped (SIGTERM) at the end."""
+async def gateways(services: Services, count: int, **settings: str) -> AsyncIterator[list[Gateway]]:
+    """``count`` gateway processes, ready to serve; stopped (SIGTERM) at the end. ``settings``
+    are extra environment variables for them."""
     started: list[Gateway] = []
     try:
         for _ in range(count):
@@ -328,7 +332,7 @@ async def gateways(services: Services, count: int) -> AsyncIterator[list[Gateway
             log = (services.logs / f"gateway-{port}.log").open("wb")
             process = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; returns at once)
                 [str(INTAKE), "gateway", "--host", "127.0.0.1", "--port", str(port)],
-                env=services.env(),
+                env={**services.env(), **settings},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -609,16 +613,17 @@ async def reference_round_trip(producer: Any, record: Record, rate: float, secon
 
 
 async def one_item_side_by_side(
-    sender: Sender, producer: Any, record: Record, rate: float, seconds: float
-) -> tuple[Load, Load]:
-    """One-item messages to the gateway and single records from the bare producer, each side at
-    ``rate`` per second, interleaved: each bare record is due half an interval after a message.
+    sender: Sender, producer: Any, record: Record, rate: float, seconds: float, plain: Sender
+) -> tuple[Load, Load, Load]:
+    """One-item messages to the gateway, single records from the bare producer and one-item
+    messages to the gateway without transactions (``plain``), each side at ``rate`` per second,
+    interleaved: each side's request is due a third of an interval after the one before.
 
     Both sides then sample the same moments of the machine: with a side per slice (as before),
     a slice of the kernel's writeback or of the broker's garbage collection fell on one side
     only, and the two p99s came from different conditions (the ratio ranged 1.8–4.3×). Latency
     counts from when a request was due."""
-    ours, reference = Load(), Load()
+    ours, reference, without = Load(), Load(), Load()
 
     async def bare(due: float) -> None:
         await producer.send_and_wait(
@@ -627,10 +632,14 @@ async def one_item_side_by_side(
         reference.add("202", time.perf_counter() - due, 1)
 
     async with _client(256) as client:
-        ours.seconds = reference.seconds = await _paced(
-            rate, seconds, lambda due: sender.send(client, ours, due), bare
+        ours.seconds = reference.seconds = without.seconds = await _paced(
+            rate,
+            seconds,
+            lambda due: sender.send(client, ours, due),
+            bare,
+            lambda due: plain.send(client, without, due),
         )
-    return ours, reference
+    return ours, reference, without
 
 
 _PERF_LINE = re.compile(
@@ -707,6 +716,9 @@ class Results:
     perf: ProducerPerformance | None = None
     one_item: Load = field(default_factory=Load)
     one_item_reference: Load = field(default_factory=Load)
+    # The same gateway without transactions (the cost of atomic messages).
+    plain: Load = field(default_factory=Load)
+    one_item_plain: Load = field(default_factory=Load)
     big_items: int = 0
     big_bytes: int = 0
     big_status: str = ""
@@ -797,7 +809,7 @@ async def _measure(
     single_record = dataclasses.replace(
         reference_messages[0][0], topic=reference_topics.accepted("HST_Avtale", 1)
     )
-    ours, reference, two = [], [], []
+    ours, reference, two, plain = [], [], [], []
     # The broker warmed up first: a freshly started JVM compiles its hot code during its first
     # minute of load, work on the cores the gateway and the reference share, which fell on
     # whichever rounds came first (with fresh services ours gave 0.50× before, 0.53× after).
@@ -805,11 +817,17 @@ async def _measure(
     async with bare_producer(services.kafka) as producer:
         await reference_throughput(producer, reference_messages, IN_FLIGHT, 1)  # warm-up
         await reference_round_trip(producer, single_record, ONE_ITEM_RATE, 1)
-        async with gateways(services, 1) as (gateway,):
+        async with (
+            gateways(services, 1) as (gateway,),
+            gateways(services, 1, INTAKE_KAFKA_TRANSACTIONS="false") as (without,),
+        ):
             sender = Sender([gateway.url], token, templates)
             single = Sender([gateway.url], token, [one_item])
-            await as_fast_as_possible(sender, IN_FLIGHT, 3)  # warm-up: topics, pools, caches
-            await at_fixed_rate(single, ONE_ITEM_RATE, 1)
+            plain_sender = Sender([without.url], token, templates)
+            plain_single = Sender([without.url], token, [one_item])
+            for warm, one in ((sender, single), (plain_sender, plain_single)):
+                await as_fast_as_possible(warm, IN_FLIGHT, 3)  # warm-up: topics, pools, caches
+                await at_fixed_rate(one, ONE_ITEM_RATE, 1)
             results.writeback["throughput"] = settle_disk()
             flame = _start_profile(gateway.pid, profile, results.seconds)
             for _ in range(ROUNDS):
@@ -819,17 +837,24 @@ async def _measure(
                         producer, reference_messages, IN_FLIGHT, slice_seconds
                     )
                 )
+                plain.append(await as_fast_as_possible(plain_sender, IN_FLIGHT, slice_seconds))
             if flame is not None:
                 flame.wait()
             results.writeback["one-item"] = settle_disk()
-            results.one_item, results.one_item_reference = await one_item_side_by_side(
+            (
+                results.one_item,
+                results.one_item_reference,
+                results.one_item_plain,
+            ) = await one_item_side_by_side(
                 single,
                 producer,
                 single_record,
                 ONE_ITEM_RATE,
                 results.seconds * ONE_ITEM_PHASE_FACTOR,
+                plain_single,
             )
             results.one, results.reference = _best(ours), _best(reference)
+            results.plain = _best(plain)
             results.fixed_rate = round(results.one.requests_per_second / 2, 1)
             results.writeback["fixed rate"] = settle_disk()
             results.fixed = await at_fixed_rate(sender, results.fixed_rate, results.seconds)
@@ -905,6 +930,10 @@ def report(r: Results) -> list[str]:
     perf_ratio = r.one.items_per_second / perf.records_per_second
     p99, reference_p99 = r.one_item.percentile(0.99), r.one_item_reference.percentile(0.99)
     latency_ratio = p99 / reference_p99
+    plain_p99 = r.one_item_plain.percentile(0.99)
+    atomic_ratio = r.one.items_per_second / r.plain.items_per_second
+    plain_ratio = r.plain.items_per_second / r.reference.items_per_second
+    plain_latency_ratio = plain_p99 / reference_p99
     rss_mib, before_mib = r.rss_peak_kib / 1024, r.rss_before_kib / 1024
     models = ", ".join(t.model.key for t in r.templates)
     rejected = sum(t.rejected for t in r.templates) / len(r.templates)
@@ -951,6 +980,10 @@ def report(r: Results) -> list[str]:
         f"producer acks=all round trip at the same rate: p50 "
         f"{r.one_item_reference.percentile(0.5) * 1000:.1f} ms, "
         f"p99 {reference_p99 * 1000:.1f} ms",
+        "- atomic messages: ours writes each message as one Kafka transaction; the same gateway "
+        "with INTAKE_KAFKA_TRANSACTIONS=false ran beside it in the same rounds (throughput) and "
+        f"as a third interleaved side (one-item): {r.plain.summary()}; one-item "
+        f"{r.one_item_plain.summary()}",
         f"- 15 MB message ({r.big_bytes / 1e6:.1f} MB, {r.big_items:,} items) to a fresh gateway: "
         f"{r.big_status} in {r.big_seconds:.1f} s; RSS {before_mib:.0f} MiB before, peak "
         f"{rss_mib:.0f} MiB (bound {MEMORY_BOUND_MIB} MiB{missed(rss_mib <= MEMORY_BOUND_MIB)})",
@@ -968,6 +1001,12 @@ def report(r: Results) -> list[str]:
         f"| p99 of one-item messages vs bare acks=all round trip (ms) | {p99 * 1000:.1f} | "
         f"{reference_p99 * 1000:.1f} | **{latency_ratio:.1f}×** "
         f"(goal ≤ {LATENCY_GOAL}×{missed(latency_ratio <= LATENCY_GOAL)}) |",
+        f"| atomic messages: items/s with transactions vs without | "
+        f"{r.one.items_per_second:,.0f} | {r.plain.items_per_second:,.0f} | "
+        f"{atomic_ratio:.2f}× (without: {plain_ratio:.2f}× the bare producer) |",
+        f"| atomic messages: one-item p99 with transactions vs without (ms) | {p99 * 1000:.1f} | "
+        f"{plain_p99 * 1000:.1f} | {p99 / plain_p99:.2f}× (without: {plain_latency_ratio:.1f}× "
+        "the bare round trip) |",
         f"| peak RSS with a 15 MB message (MiB) | {rss_mib:.0f} | bound {MEMORY_BOUND_MIB} | "
         f"{rss_mib / MEMORY_BOUND_MIB:.2f} of the bound |",
     ]

@@ -79,6 +79,7 @@ class StoreConsumer:
     async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
         settings = self._rt.settings
         lag_reported = 0.0
+        known: dict[TopicPartition, int] = {}  # next offsets stored, as far as this run knows
         while not stop.is_set():
             if time.monotonic() - lag_reported >= LAG_INTERVAL_SECONDS:
                 await self._report_lag()
@@ -87,10 +88,25 @@ class StoreConsumer:
                 max_records=settings.projector_batch_size, timeout=settings.consumer_poll_seconds
             )
             if not records:
+                await self._step_over_skipped(consumer, known)
                 continue
             next_offsets = await self._handle(records)
             await consumer.commit(next_offsets)
+            known.update(next_offsets)
             await self._after_commit()
+
+    async def _step_over_skipped(
+        self, consumer: LogConsumer, known: dict[TopicPartition, int]
+    ) -> None:
+        """When idle, move the stored offsets past what the log skipped after the last record:
+        every Kafka transaction ends with a marker that takes an offset and is never returned
+        (aborted records too). Without this the lag would stay at one per partition written to."""
+        ahead = {tp: p for tp, p in consumer.positions().items() if p > known.get(tp, -1)}
+        if not ahead:
+            return
+        await self._rt.state.advance_offsets(self.name, ahead)
+        await consumer.commit(ahead)
+        known.update(ahead)
 
     async def _report_lag(self) -> None:
         """The whole consumer's lag per topic: the log's end offsets minus the offsets in the

@@ -319,6 +319,9 @@ class EmbeddedConsumer:
             raise ValueError(f"{tp} is not assigned to this consumer")
         self._positions[tp] = offset
 
+    def positions(self) -> dict[TopicPartition, int]:
+        return dict(self._positions)
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         await self._log.commit_group(self._group, offsets)
 

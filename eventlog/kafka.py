@@ -11,10 +11,16 @@ events land in the same partition number whichever adapter wrote them.
 Every call that talks to the broker is bounded by ``timeout`` seconds (``ping`` by
 ``ping_timeout``); a Kafka error, a lost connection or the timeout becomes
 :class:`~eventlog.port.LogUnavailableError`, so a dead broker gives the caller a prompt 503 instead
-of a hang. Unlike the embedded log, a batch is not atomic: records bound for different partitions
-travel in separate batches, so when ``produce`` fails some of its records may be stored anyway (and
-a record whose acknowledgement timed out may still be written by the producer's retry). Callers
-must treat :class:`~eventlog.port.LogUnavailableError` from ``produce`` as "maybe partly stored".
+of a hang.
+
+A ``produce`` call is atomic, as in the embedded log: its records (bound for several partitions and
+topics, so several batches) are written in one Kafka transaction, on a producer from a pool of
+transactional producers (:mod:`eventlog.kafka_transactions`), and committed only once every batch
+is acknowledged. Consumers read ``read_committed``, so they see all of a call's records or none.
+When ``produce`` raises :class:`~eventlog.port.LogUnavailableError` before the commit was sent,
+nothing of it will ever be read; only when the commit itself was sent and not confirmed within
+``timeout`` (the error then says so) may the whole call still become visible. With
+``transactions=False`` (for measuring their cost) a failed call may leave part of its records.
 
 ``ensure_topics`` creates missing topics with ``default_partitions`` partitions, allowing records
 of ``max_request_size`` bytes, and waits until the broker's metadata shows a leader for every
@@ -38,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +61,7 @@ from aiokafka.errors import (
 from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
+from eventlog.kafka_transactions import TransactionalProducers
 from eventlog.partitioner import partition_for
 from eventlog.port import (
     ConsumedRecord,
@@ -157,6 +166,9 @@ class KafkaEventLog:
         timeout: float = 10.0,
         ping_timeout: float = 2.0,
         assignment_timeout: float = 30.0,
+        transactions: bool = True,
+        transactional_id_prefix: str | None = None,
+        transactional_producers: int = 8,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._default_partitions = default_partitions
@@ -174,6 +186,15 @@ class KafkaEventLog:
         self._admin: Any = None
         self._offsets: Any = None  # a group-less consumer, only for end offsets
         self._ready_topics: set[str] = set()
+        self._transactions = transactions
+        # Unique per process by default (two gateways on one host must not fence each other);
+        # an operator may give each replica a stable prefix (a StatefulSet's pod name), so a
+        # restarted replica aborts its predecessor's open transactions at once.
+        self._transactional_id_prefix = (
+            transactional_id_prefix or f"{client_id}-{socket.gethostname()}-{os.getpid()}"
+        )
+        self._transactional_producers = transactional_producers
+        self._pool: TransactionalProducers | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -195,21 +216,43 @@ class KafkaEventLog:
     def assignment_timeout(self) -> float:
         return self._assignment_timeout
 
+    @property
+    def transactional_id_prefix(self) -> str | None:
+        return self._transactional_id_prefix if self._transactions else None
+
+    def _producer_settings(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self._bootstrap_servers,
+            "client_id": self._client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": self._linger_ms,
+            "max_batch_size": self._max_batch_size,
+            "compression_type": self._compression_type,
+            "max_request_size": self._max_request_size,
+            "request_timeout_ms": self._request_timeout_ms,
+            "partitioner": _partitioner,
+        }
+
+    def _transactional_producer(self, transactional_id: str) -> Any:
+        # A transaction open longer than this is aborted by the coordinator: long enough for a
+        # produce and its commit (each bounded by ``timeout``), short enough that one a killed
+        # process left open holds read_committed consumers back for seconds, not the default
+        # minute.
+        transaction_timeout_ms = round(max(2 * self._timeout + 5, 10) * 1000)
+        return AIOKafkaProducer(
+            **self._producer_settings(),
+            transactional_id=transactional_id,
+            transaction_timeout_ms=transaction_timeout_ms,
+        )
+
+    async def _stop_quietly(self, client: Any) -> None:
+        await _stop_all(client.stop, timeout=self._timeout)
+
     async def start(self) -> None:
         if self._producer is not None:
             return
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
-            client_id=self._client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=self._linger_ms,
-            max_batch_size=self._max_batch_size,
-            compression_type=self._compression_type,
-            max_request_size=self._max_request_size,
-            request_timeout_ms=self._request_timeout_ms,
-            partitioner=_partitioner,
-        )
+        producer = AIOKafkaProducer(**self._producer_settings())
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self._bootstrap_servers,
             client_id=self._client_id,
@@ -231,10 +274,20 @@ class KafkaEventLog:
             await _stop_all(producer.stop, admin.close, offsets.stop, timeout=self._timeout)
             raise
         self._producer, self._admin, self._offsets = producer, admin, offsets
+        if self._transactions:
+            self._pool = TransactionalProducers(
+                self._transactional_producer,
+                self._stop_quietly,
+                prefix=self._transactional_id_prefix,
+                size=self._transactional_producers,
+            )
 
     async def close(self) -> None:
         producer, admin, offsets = self._producer, self._admin, self._offsets
+        pool, self._pool = self._pool, None
         self._producer = self._admin = self._offsets = None
+        if pool is not None:
+            await pool.close()
         if producer is None:
             return
         # The producer first: stopping it flushes whatever is still in flight.
@@ -283,22 +336,41 @@ class KafkaEventLog:
             return []
         await self.ensure_topics([r.topic for r in records])
         producer, _, _ = self._started()
-        async with _broker_call(f"produce {len(records)} records", self._timeout):
-            # Records are partitioned here and handed to the producer as whole batches, one
-            # partition's in order: per record, aiokafka's send() (its checks, partitioning
-            # and a future each) cost more than appending to a batch (bench/RESULTS.md).
-            counts = {t: len(await producer.partitions_for(t)) for t in {r.topic for r in records}}
-            by_partition: dict[tuple[str, int], list[int]] = {}
-            for i, r in enumerate(records):
-                tp = (r.topic, partition_for(r.key, counts[r.topic]))
-                by_partition.setdefault(tp, []).append(i)
-            sends = [
-                self._send_batches(producer, topic, partition, [records[i] for i in indexes])
-                for (topic, partition), indexes in by_partition.items()
-            ]
-            # One partition (a one-item message): awaited here, without a task and the event
-            # loop turn that starting it takes.
-            sent = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
+        what = f"produce {len(records)} records"
+        if self._pool is None:
+            async with _broker_call(what, self._timeout):
+                return await self._send(producer, records)
+        async with contextlib.AsyncExitStack() as stack:
+            async with _broker_call(what, self._timeout):  # waiting for a pooled producer too
+                transaction = await stack.enter_async_context(self._pool.transaction())
+                placed = await self._send(transaction.producer, records)
+            # Its own bound: a commit that times out may still be completed by the coordinator.
+            async with _broker_call(
+                f"commit {len(records)} records (not confirmed: they may still be committed)",
+                self._timeout,
+            ):
+                await transaction.commit()
+        return placed
+
+    async def _send(
+        self, producer: Any, records: Sequence[ProduceRecord]
+    ) -> list[tuple[TopicPartition, int]]:
+        """Send ``records`` on ``producer``; where each went once every batch is acknowledged."""
+        # Records are partitioned here and handed to the producer as whole batches, one
+        # partition's in order: per record, aiokafka's send() (its checks, partitioning
+        # and a future each) cost more than appending to a batch (bench/RESULTS.md).
+        counts = {t: len(await producer.partitions_for(t)) for t in {r.topic for r in records}}
+        by_partition: dict[tuple[str, int], list[int]] = {}
+        for i, r in enumerate(records):
+            tp = (r.topic, partition_for(r.key, counts[r.topic]))
+            by_partition.setdefault(tp, []).append(i)
+        sends = [
+            self._send_batches(producer, topic, partition, [records[i] for i in indexes])
+            for (topic, partition), indexes in by_partition.items()
+        ]
+        # One partition (a one-item message): awaited here, without a task and the event
+        # loop turn that starting it takes.
+        sent = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
         placed: dict[int, tuple[TopicPartition, int]] = {}  # record index → where it went
         for ((topic, partition), indexes), offsets in zip(by_partition.items(), sent, strict=True):
             tp = TopicPartition(topic, partition)
@@ -497,6 +569,20 @@ class KafkaLogConsumer:
         if tp not in self.assignment():
             raise ValueError(f"{tp} is not assigned to this consumer")
         self._running().seek(_kafka_tp(tp), offset)
+
+    def positions(self) -> dict[TopicPartition, int]:
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        # aiokafka's subscription state: the position moves past control batches (transaction
+        # markers) and aborted records as the fetched data is read.
+        assignment = consumer._subscription.subscription.assignment
+        found: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            state = assignment.state_value(tp)
+            if state is not None and state.has_valid_position:
+                found[_port_tp(tp)] = int(state.position)
+        return found
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:

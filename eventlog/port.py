@@ -78,6 +78,12 @@ class LogConsumer(Protocol):
 
     async def seek(self, tp: TopicPartition, offset: int) -> None: ...
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """Each assigned partition's next offset to read, where known. After the records
+        ``getmany`` returned it may lie beyond the last one's offset + 1: Kafka's transaction
+        markers and aborted records take offsets but are never returned."""
+        ...
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Store the group's next offsets to read."""
         ...

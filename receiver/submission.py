@@ -230,8 +230,8 @@ class SubmissionService:
         await produce_or_unavailable(
             self._rt,
             records,
-            "The message was not accepted. Retry later with the same Idempotency-Key; "
-            "whatever part of it reached the log is applied only once.",
+            "The message was not accepted and nothing of it will be applied. Retry later "
+            "with the same Idempotency-Key.",
         )
 
     def _count(self, model: MessageModel, items: list[ExtractedItem]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventlog.port import TopicPartition
@@ -24,6 +24,34 @@ async def store_offsets(
         stmt.on_conflict_do_update(
             index_elements=["consumer", "topic", "partition"],
             set_={"next_offset": stmt.excluded.next_offset},
+        ),
+        [
+            {"consumer": consumer, "topic": tp.topic, "partition": tp.partition, "next_offset": n}
+            for tp, n in next_offsets.items()
+        ],
+    )
+
+
+async def advance_offsets(
+    conn: AsyncConnection, dialect: str, consumer: str, next_offsets: Mapping[TopicPartition, int]
+) -> None:
+    """Move the consumer's next offsets forward to ``next_offsets`` where they are further on,
+    never back (another replica may have gone further since a rebalance)."""
+    if not next_offsets:
+        return
+    stmt = insert_for(dialect, consumer_offsets)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["consumer", "topic", "partition"],
+            set_={
+                "next_offset": case(
+                    (
+                        stmt.excluded.next_offset > consumer_offsets.c.next_offset,
+                        stmt.excluded.next_offset,
+                    ),
+                    else_=consumer_offsets.c.next_offset,
+                )
+            },
         ),
         [
             {"consumer": consumer, "topic": tp.topic, "partition": tp.partition, "next_offset": n}

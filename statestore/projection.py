@@ -44,10 +44,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from eventlog.port import TopicPartition
 from schemas.events import Event
 from statestore.bulk import chunks
-from statestore.dialect import insert_for
 from statestore.engine import StoreEngines
 from statestore.feed import ChangeKind, append_changes
 from statestore.history import Fold, FoldResult, HistoryEntry, ObjectKey
+from statestore.offsets import advance_offsets, load_offsets, store_offsets
 from statestore.projection_sql import (
     FOLD_ORDER,
     HISTORY_COLUMNS,
@@ -57,7 +57,6 @@ from statestore.projection_sql import (
     entry_of,
 )
 from statestore.tables import (
-    consumer_offsets,
     events,
     integrity_findings,
     object_versions,
@@ -133,14 +132,15 @@ class StateRepository:
 
     async def load_offsets(self, consumer: str) -> dict[TopicPartition, int]:
         async with self._engines.reader.connect() as conn:
-            rows = await conn.execute(
-                select(
-                    consumer_offsets.c.topic,
-                    consumer_offsets.c.partition,
-                    consumer_offsets.c.next_offset,
-                ).where(consumer_offsets.c.consumer == consumer)
-            )
-            return {TopicPartition(r.topic, r.partition): int(r.next_offset) for r in rows}
+            return await load_offsets(conn, consumer)
+
+    async def advance_offsets(
+        self, consumer: str, next_offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        """Move the consumer's offsets forward where the log skipped records it never returns
+        (Kafka's transaction markers, aborted records): see ``LogConsumer.positions``."""
+        async with self._engines.writer.begin() as conn:
+            await advance_offsets(conn, self._engines.dialect, consumer, next_offsets)
 
     async def apply(
         self,
@@ -181,23 +181,7 @@ class StateRepository:
                     if changed.get(e.receipt_id, ("", "", "applied"))[2] != "integrity":
                         changed[e.receipt_id] = (e.unit, e.receipt_id, kind)
                 await append_changes(conn, sorted(changed.values()))
-            if next_offsets:
-                stmt = insert_for(self._engines.dialect, consumer_offsets)
-                await conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["consumer", "topic", "partition"],
-                        set_={"next_offset": stmt.excluded.next_offset},
-                    ),
-                    [
-                        {
-                            "consumer": consumer,
-                            "topic": tp.topic,
-                            "partition": tp.partition,
-                            "next_offset": off,
-                        }
-                        for tp, off in next_offsets.items()
-                    ],
-                )
+            await store_offsets(conn, self._engines.dialect, consumer, next_offsets)
         return ApplyResult(
             applied_event_ids=frozenset(inserted),
             duplicates=len(batch) - len(inserted),

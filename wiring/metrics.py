@@ -153,8 +153,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         QUARANTINE_RECORDS,
         "gauge",
         (),
-        "Records in the quarantine topic (rejected items and unreadable records): "
-        "the sum of its partitions' end offsets.",
+        "The quarantine topic's size in offsets: the sum of its partitions' end offsets.",
     ),
     MetricSpec(
         WEBHOOK_DELIVERIES,

@@ -150,6 +150,9 @@ def build_event_log(settings: Settings) -> EventLog:
             if settings.kafka_compression == "none"
             else settings.kafka_compression,
             timeout=settings.produce_timeout_seconds,
+            transactions=settings.kafka_transactions,
+            transactional_id_prefix=settings.kafka_transactional_id,
+            transactional_producers=settings.kafka_transactional_producers,
         )
     return EmbeddedEventLog(
         settings.embedded_log_path, default_partitions=settings.topic_partitions

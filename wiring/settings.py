@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     # survives one broker down).
     topic_replication_factor: int = Field(default=1, ge=1, le=7)
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Each produce (a message's events) is one Kafka transaction, so consumers see all of it or
+    # none (docs/topics.md). Off only to measure what that costs (make bench).
+    kafka_transactions: bool = True
+    # Transactional producers per process: how many produces run at once (each runs one
+    # transaction at a time); created as needed.
+    kafka_transactional_producers: int = Field(default=8, ge=1, le=64)
+    # Their transactional.id prefix (ids are <prefix>-<n>). Empty: unique per process
+    # (<client id>-<host>-<pid>). Give each replica a stable one (e.g. a StatefulSet's pod
+    # name) so that a restarted replica aborts what its predecessor left open at once instead
+    # of after the transaction timeout. Two running processes must never share one.
+    kafka_transactional_id: str | None = None
 
     # --- state store -----------------------------------------------------------------------
     # SQLAlchemy URL; empty means the embedded SQLite file in the data dir.

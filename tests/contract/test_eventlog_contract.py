@@ -13,7 +13,13 @@ import pytest
 from eventlog.embedded import EmbeddedEventLog
 from eventlog.kafka import KafkaEventLog
 from eventlog.partitioner import partition_for
-from eventlog.port import ConsumedRecord, EventLog, ProduceRecord, TopicPartition
+from eventlog.port import (
+    ConsumedRecord,
+    EventLog,
+    LogUnavailableError,
+    ProduceRecord,
+    TopicPartition,
+)
 from tests.conftest import require_service
 
 LogFactory = Callable[[], Awaitable[EventLog]]
@@ -91,8 +97,9 @@ async def test_produce_returns_partition_and_contiguous_offsets(open_log: LogFac
     partitions = {tp for tp, _ in placed}
     assert partitions == {TopicPartition(topic, partition_for(b"unit\x1fobj-1", 3))}
     assert [offset for _, offset in placed] == [0, 1, 2, 3, 4]
+    # A later call's records come after; on Kafka a transaction marker lies between.
     more = await log.produce([ProduceRecord(topic, b"unit\x1fobj-1", b"v5")])
-    assert more[0][1] == 5
+    assert more[0][1] >= 5
 
 
 async def test_records_round_trip_with_key_value_and_headers(open_log: LogFactory) -> None:
@@ -123,17 +130,45 @@ async def test_one_key_stays_in_order_across_batches(open_log: LogFactory) -> No
         assert values == [b"0", b"1", b"2", b"3"]
 
 
-async def test_end_offsets_count_records_per_partition(open_log: LogFactory) -> None:
+async def test_end_offsets_lie_after_every_record(open_log: LogFactory) -> None:
     log = await open_log()
     topic = _topic()
     await log.ensure_topics([topic])
     placed = await log.produce([ProduceRecord(topic, f"k{i}".encode(), b"x") for i in range(10)])
     ends = await log.end_offsets(topic)
-    expected: dict[TopicPartition, int] = {}
-    for tp, _ in placed:
-        expected[tp] = expected.get(tp, 0) + 1
-    assert {tp: n for tp, n in ends.items() if n} == expected
-    assert sum(ends.values()) == 10
+    last: dict[TopicPartition, int] = {}
+    for tp, offset in placed:
+        last[tp] = max(last.get(tp, -1), offset)
+    assert set(ends) == {TopicPartition(topic, p) for p in range(3)}
+    for tp, end in ends.items():
+        # One more than the last record; on Kafka also past the transaction's commit marker.
+        assert end >= last.get(tp, -1) + 1
+        assert end <= last.get(tp, -1) + 2
+
+
+async def test_positions_step_over_what_is_never_returned(open_log: LogFactory) -> None:
+    """After every record has been read, each position is the partition's end offset, also where
+    a transaction marker (Kafka) follows the last record: offsets stored from positions lag 0."""
+    log = await open_log()
+    topic = _topic()
+    await log.ensure_topics([topic])
+    for batch in range(3):
+        await log.produce([ProduceRecord(topic, f"k{i}".encode(), b"x") for i in range(batch, 9)])
+    ends = await log.end_offsets(topic)
+    consumer = log.consumer("stepper", [topic])
+    await consumer.start()
+    try:
+        got: list[ConsumedRecord] = []
+        deadline = asyncio.get_running_loop().time() + 20
+        while asyncio.get_running_loop().time() < deadline:
+            more = await consumer.getmany(max_records=100, timeout=0.5)
+            got.extend(more)
+            if not more and consumer.positions() == {tp: n for tp, n in ends.items()}:
+                break
+        assert len(got) == 9 + 8 + 7
+        assert consumer.positions() == ends
+    finally:
+        await consumer.close()
 
 
 async def test_committed_offsets_survive_a_restart(open_log: LogFactory) -> None:
@@ -246,3 +281,47 @@ async def test_getmany_waits_for_new_records_and_times_out_when_none(
 async def test_ping_answers_when_the_log_is_up(open_log: LogFactory) -> None:
     log = await open_log()
     await log.ping()
+
+
+def _keys_for_each_partition(partitions: int) -> list[bytes]:
+    keys: dict[int, bytes] = {}
+    i = 0
+    while len(keys) < partitions:
+        key = f"key-{i}".encode()
+        keys.setdefault(partition_for(key, partitions), key)
+        i += 1
+    return [keys[p] for p in range(partitions)]
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("transactions", [True, False], ids=["transactions", "without"])
+async def test_a_failed_produce_leaves_nothing_readable_on_kafka(transactions: bool) -> None:
+    """A call whose records go to three partitions, one of which refuses its batch (larger than
+    the topic allows): with transactions a read_committed consumer sees none of the call; the
+    control without them shows the failure lands half way (two records readable)."""
+    bootstrap = require_service("INTAKE_TEST_KAFKA_BOOTSTRAP", "Apache Kafka")
+    topic = _topic()
+    small = KafkaEventLog(bootstrap, default_partitions=3, max_request_size=64 * 1024)
+    await small.start()
+    try:
+        await small.ensure_topics([topic])  # max.message.bytes 64 KiB
+    finally:
+        await small.close()
+    log = KafkaEventLog(bootstrap, default_partitions=3, transactions=transactions)
+    await log.start()
+    try:
+        first, second, third = _keys_for_each_partition(3)
+        records = [
+            ProduceRecord(topic, first, b"fits"),
+            ProduceRecord(topic, second, b"x" * (200 * 1024)),  # refused by the broker
+            ProduceRecord(topic, third, b"fits"),
+        ]
+        with pytest.raises(LogUnavailableError):
+            await log.produce(records)
+        # The same log still produces: a failed transaction's producer was replaced.
+        await log.produce([ProduceRecord(topic, first, b"after")])
+        got = await _consume_all(log, f"atomic-{transactions}", topic, 3, timeout=5.0)
+    finally:
+        await log.close()
+    values = sorted(r.value for r in got)
+    assert values == ([b"after"] if transactions else [b"after", b"fits", b"fits"])

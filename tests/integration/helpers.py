@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from eventlog.embedded import EmbeddedEventLog
+from eventlog.port import EventLog
 from wiring.settings import Settings
 
 MODELS = Path(__file__).resolve().parents[2] / "schemas" / "models"
@@ -64,6 +66,26 @@ async def wait_for_status(
         if loop.time() > deadline:
             raise AssertionError(f"receipt stayed {body['status']}, wanted {statuses}")
         await asyncio.sleep(0.05)
+
+
+async def count_records(log: EventLog, topic: str, *, timeout: float = 20.0) -> int:
+    """How many records ``topic`` holds, read from the beginning with a group of its own until
+    every position reaches the end offset (on Kafka, end offsets also count transaction markers,
+    so they are not a record count)."""
+    ends = await log.end_offsets(topic)
+    consumer = log.consumer(f"count-{uuid.uuid4().hex[:8]}", [topic])
+    await consumer.start()
+    try:
+        count = 0
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            count += len(await consumer.getmany(max_records=1000, timeout=0.2))
+            positions = consumer.positions()
+            if all(positions.get(tp, 0) >= end for tp, end in ends.items()):
+                return count
+            assert asyncio.get_running_loop().time() < deadline, (positions, ends)
+    finally:
+        await consumer.close()
 
 
 async def records_in_log(
