@@ -17,9 +17,9 @@ A ``produce`` call is atomic, as in the embedded log: its records (bound for sev
 topics, so several batches) are written in one Kafka transaction, on a producer from a pool of
 transactional producers (:mod:`eventlog.kafka_transactions`), and committed only once every batch
 is acknowledged. Consumers read ``read_committed``, so they see all of a call's records or none.
-When ``produce`` raises :class:`~eventlog.port.LogUnavailableError` before the commit was sent,
-nothing of it will ever be read; only when the commit itself was sent and not confirmed within
-``timeout`` (the error then says so) may the whole call still become visible. With
+When ``produce`` raises :class:`~eventlog.port.LogUnavailableError`, nothing of it will ever be
+read: the only exception is a commit that was sent but not answered within the transaction
+timeout (the error then says so), when the whole call may still become visible. With
 ``transactions=False`` (for measuring their cost) a failed call may leave part of its records.
 
 ``ensure_topics`` creates missing topics with ``default_partitions`` partitions, allowing records
@@ -194,6 +194,10 @@ class KafkaEventLog:
             transactional_id_prefix or f"{client_id}-{socket.gethostname()}-{os.getpid()}"
         )
         self._transactional_producers = transactional_producers
+        # A transaction open longer than this is aborted by the coordinator: long enough for a
+        # produce and its commit, short enough that one a killed process left open holds
+        # read_committed consumers back for seconds, not Kafka's default minute.
+        self._transaction_timeout = max(2 * timeout + 5, 10.0)
         self._pool: TransactionalProducers | None = None
 
     @property
@@ -235,15 +239,10 @@ class KafkaEventLog:
         }
 
     def _transactional_producer(self, transactional_id: str) -> Any:
-        # A transaction open longer than this is aborted by the coordinator: long enough for a
-        # produce and its commit (each bounded by ``timeout``), short enough that one a killed
-        # process left open holds read_committed consumers back for seconds, not the default
-        # minute.
-        transaction_timeout_ms = round(max(2 * self._timeout + 5, 10) * 1000)
         return AIOKafkaProducer(
             **self._producer_settings(),
             transactional_id=transactional_id,
-            transaction_timeout_ms=transaction_timeout_ms,
+            transaction_timeout_ms=round(self._transaction_timeout * 1000),
         )
 
     async def _stop_quietly(self, client: Any) -> None:
@@ -344,10 +343,14 @@ class KafkaEventLog:
             async with _broker_call(what, self._timeout):  # waiting for a pooled producer too
                 transaction = await stack.enter_async_context(self._pool.transaction())
                 placed = await self._send(transaction.producer, records)
-            # Its own bound: a commit that times out may still be completed by the coordinator.
+            # Once the commit is sent, its answer is worth waiting for: the coordinator may
+            # have committed. It has decided by the transaction timeout (committed, or aborted
+            # the transaction as timed out), and the producer, retrying against whichever
+            # broker is coordinator by then, learns which; only a cluster unreachable for that
+            # long leaves the outcome unknown.
             async with _broker_call(
-                f"commit {len(records)} records (not confirmed: they may still be committed)",
-                self._timeout,
+                f"commit {len(records)} records (unconfirmed: they may still be committed)",
+                self._transaction_timeout,
             ):
                 await transaction.commit()
         return placed
