@@ -115,7 +115,7 @@ async def _partitions(bootstrap: str, topics: list[str]) -> list[dict[str, Any]]
 
 
 async def _busiest_leader(bootstrap: str, topics: list[str]) -> int:
-    leaders = [p["leader"] for p in await _partitions(bootstrap, topics)]
+    leaders = [int(p["leader"]) for p in await _partitions(bootstrap, topics)]
     return max(set(leaders), key=leaders.count)
 
 
