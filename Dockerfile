@@ -19,6 +19,7 @@ COPY schemas ./schemas
 COPY consumers ./consumers
 COPY eventlog ./eventlog
 COPY statestore ./statestore
+COPY identity ./identity
 RUN /opt/intake/bin/pip install --require-hashes -r requirements-runtime.lock \
  && /opt/intake/bin/pip install --no-deps . \
  && /opt/intake/bin/intake --help >/dev/null

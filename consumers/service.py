@@ -79,7 +79,8 @@ class StoreConsumer:
     async def _consume(self, consumer: LogConsumer, stop: asyncio.Event) -> None:
         settings = self._rt.settings
         lag_reported = 0.0
-        known: dict[TopicPartition, int] = {}  # next offsets stored, as far as this run knows
+        # Next offsets stored, as far as this run knows: where it started, then what it stored.
+        known: dict[TopicPartition, int] = consumer.positions()
         while not stop.is_set():
             if time.monotonic() - lag_reported >= LAG_INTERVAL_SECONDS:
                 await self._report_lag()
@@ -101,7 +102,7 @@ class StoreConsumer:
         """When idle, move the stored offsets past what the log skipped after the last record:
         every Kafka transaction ends with a marker that takes an offset and is never returned
         (aborted records too). Without this the lag would stay at one per partition written to."""
-        ahead = {tp: p for tp, p in consumer.positions().items() if p > known.get(tp, -1)}
+        ahead = {tp: p for tp, p in consumer.positions().items() if p > known.get(tp, 0)}
         if not ahead:
             return
         await self._rt.state.advance_offsets(self.name, ahead)

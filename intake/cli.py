@@ -13,6 +13,7 @@ import uvicorn
 from rich.console import Console
 
 from intake.client import client_app
+from intake.keys_cli import keys_app
 from wiring.logs import configure_logging
 from wiring.settings import Settings
 
@@ -31,6 +32,7 @@ app.add_typer(schemas_app, name="schemas")
 codelists_app = typer.Typer(no_args_is_help=True, help="Code lists used by validation.")
 app.add_typer(codelists_app, name="codelists")
 app.add_typer(client_app, name="client")
+app.add_typer(keys_app, name="keys")
 ModelsRoot = Annotated[
     Path | None,
     typer.Option("--root", help="A models folder to use instead of the published one."),

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from eventlog.port import LogUnavailableError, ProduceRecord
+from identity.pseudonyms import VaultEntry
 from receiver.auth import Principal
 from receiver.problems import Problem, store_failures_as_problems
 from schemas.catalogue import MessageModel
@@ -112,6 +113,7 @@ class SubmissionService:
             body_sha256=body_sha256,
             recorded_time=received_at,
         )
+        vault_entries = pseudonymise(self._rt, model, items)
         events: dict[int, Event] = {
             item.index: build_event(item) for item in items if item.value is not None
         }
@@ -158,6 +160,7 @@ class SubmissionService:
                 assert stored is not None
                 return SubmissionResult(stored.as_dict(), replayed=True)
 
+            await self._rt.vault.store(vault_entries)  # before the log names a pseudonym
             await self._produce(
                 model, principal, new_receipt, message, items, events, build_event, meta
             )
@@ -244,6 +247,19 @@ class SubmissionService:
         findings = Counter((f.rule_id, f.severity) for item in items for f in item.findings)
         for (rule_id, severity), count in findings.items():
             metrics.findings.labels(rule_id, severity).inc(count)
+
+
+def pseudonymise(
+    runtime: Runtime, model: MessageModel, items: list[ExtractedItem]
+) -> list[VaultEntry]:
+    """Replace the person identifiers of the accepted items (validated on their plaintext) by
+    pseudonyms, in place; the sealed identifiers, for the vault."""
+    entries: list[VaultEntry] = []
+    for item in items:
+        if item.value is not None:
+            item.value, sealed = runtime.identities.item(model, item.spec.array_field, item.value)
+            entries.extend(sealed)
+    return entries
 
 
 def _as_sent(value: Any) -> str:

@@ -21,11 +21,12 @@ item unresolved; replaying it again publishes the same event (a duplicate, ignor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from eventlog.port import ProduceRecord
+from identity.pseudonyms import VaultEntry
 from schemas.events import Event, event_for_item
 from statestore.review import Replayed, ReviewRepository, ReviewRow
 from validators.engine import ValidationContext
@@ -44,6 +45,7 @@ class ReplayCheck:
     verdict: Verdict
     findings: list[dict[str, Any]]  # from re-validation, at the item's original paths
     event: Event | None = None
+    sealed: list[VaultEntry] = field(default_factory=list)  # its identifiers, for the vault
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,7 @@ class ReplayService:
             return ReplayCheck(row, "fails", findings)
         item.index = row.item_index
         item.path = row.path
+        item.value, sealed = self._rt.identities.item(model, item.spec.array_field, item.value)
         event = event_for_item(
             model,
             item,
@@ -109,7 +112,7 @@ class ReplayService:
             body_sha256=f"replay:{row.item_id}",
             recorded_time=now,
         )
-        return ReplayCheck(row, "passes", findings, event)
+        return ReplayCheck(row, "passes", findings, event, sealed)
 
     async def replay(self, item_ids: list[str], actor: str, correlation_id: str) -> ReplayResult:
         """Publish the items that now pass, then record them as replayed (and in the access
@@ -138,6 +141,7 @@ class ReplayService:
                 )
             )
         if records:
+            await self._rt.vault.store([e for c in passing for e in c.sealed])
             await self._rt.produce(records)  # LogUnavailableError: nothing was replayed
             await self._review.mark_replayed(
                 [

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -171,6 +172,18 @@ readiness_probes = Table(
     metadata,
     Column("instance", String(200), primary_key=True),
     Column("probed_at", UTCDateTime, nullable=False),
+)
+
+# Each pseudonym's person identifier, sealed (identity/keys.py); read only to re-identify.
+identity_vault = Table(
+    "identity_vault",
+    metadata,
+    Column("pseudonym", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Index("identity_vault_key_id", "key_id"),
 )
 
 consumer_offsets = Table(

@@ -21,6 +21,8 @@ from eventlog.embedded import EmbeddedEventLog
 from eventlog.kafka import KafkaEventLog
 from eventlog.port import EventLog, LogUnavailableError, ProduceRecord
 from eventlog.topics import Topics
+from identity.keys import KeysetFile, new_keyset, write_keyset
+from identity.pseudonyms import Pseudonymiser
 from schemas.catalogue import Catalogue, load_catalogue
 from statestore import migrate
 from statestore.codelists import CodeListRepository
@@ -28,6 +30,7 @@ from statestore.engine import StoreEngines, create_engines
 from statestore.feed import ReceiptFeed
 from statestore.projection import StateRepository
 from statestore.receipts import ReceiptRepository
+from statestore.vault import VaultRepository
 from validators.codelists import CodeListRegistry, load_samples
 from validators.engine import ModelValidator, ValidationContext
 from wiring.logs import keep_parameters_out_of_logs
@@ -96,6 +99,8 @@ class Runtime:
     validators: dict[str, ModelValidator]
     feed: ReceiptFeed
     receipt_changed: ChangeSignal
+    identities: Pseudonymiser
+    vault: VaultRepository
     produce_outcomes: ProduceOutcomes = field(default_factory=ProduceOutcomes)
 
     async def produce(self, records: list[ProduceRecord]) -> None:
@@ -137,6 +142,16 @@ def settle_heap() -> None:
     a stall for whatever was in flight. Then collect less often: see ``GC_THRESHOLDS``."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def open_identity_keys(settings: Settings) -> KeysetFile:
+    """The identity keyset; the embedded one is created on first start. A keyset that is
+    missing or unusable stops the process (:class:`KeysetError`): nothing is ever written with
+    identifiers in the clear instead."""
+    path = settings.resolved_identity_keyset
+    if settings.identity_keyset_file is None:
+        write_keyset(path, new_keyset(), exclusive=True)
+    return KeysetFile(path)
 
 
 def build_event_log(settings: Settings) -> EventLog:
@@ -198,6 +213,7 @@ async def open_runtime(
     database_url = settings.resolved_database_url
     if settings.auto_migrate:
         await migrate.upgrade(database_url)
+    identity_keys = open_identity_keys(settings)
     engines = create_engines(database_url)
     event_log = build_event_log(settings)
     try:
@@ -214,6 +230,8 @@ async def open_runtime(
             validators={m.key: ModelValidator(m) for m in catalogue},
             feed=ReceiptFeed(engines),
             receipt_changed=ChangeSignal(),
+            identities=Pseudonymiser(identity_keys, list(catalogue)),
+            vault=VaultRepository(engines),
         )
         await runtime.codelists.refresh()
         runtime.metrics.record_codelists(runtime.codelists.registry)

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     # each rejected item's errors listed, for vendors that read `errors` on success too.
     slash_rejected_items: Literal["refuse_message", "deliver_valid"] = "refuse_message"
 
+    # --- identities (docs/privacy.md) -----------------------------------------------------
+    # The identity keyset (vault encryption keys and the pseudonym key). Empty: the embedded one
+    # in <data dir>/identity/keyset.json, created on first start, for development and tests;
+    # production mounts one from a secret and never creates one.
+    identity_keyset_file: Path | None = None
+
     # --- consumers -------------------------------------------------------------------------
     projector_batch_size: int = Field(default=500, ge=1)
     consumer_poll_seconds: float = Field(default=0.5, gt=0)
@@ -157,7 +163,16 @@ class Settings(BaseSettings):
             self.feed_secret is None or len(self.feed_secret.get_secret_value()) < 32
         ):
             raise ValueError("production needs INTAKE_FEED_SECRET of at least 32 characters")
+        if self.environment == "production" and self.identity_keyset_file is None:
+            raise ValueError(
+                "production needs INTAKE_IDENTITY_KEYSET_FILE (a keyset mounted from a secret;"
+                " the embedded one in the data dir is for development)"
+            )
         return self
+
+    @property
+    def resolved_identity_keyset(self) -> Path:
+        return self.identity_keyset_file or self.data_dir / "identity" / "keyset.json"
 
     @property
     def allows_synthetic_identities(self) -> bool:

@@ -24,6 +24,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from identity.keys import KeysetError, load_keyset
 from intake.cli import app as cli_app
 from receiver.slash.keys import SlashKeyStore
 from wiring.settings import Settings
@@ -542,7 +543,7 @@ def test_base_secrets_are_placeholders_that_intake_refuses(tmp_path: Path) -> No
         key: (BASE / path).read_text(encoding="utf-8")
         for key, path in _generator_files(generator).items()
     }
-    assert set(values) == set(SECRET_STAND_INS) | {"slash-key.pem"}
+    assert set(values) == set(SECRET_STAND_INS) | {"slash-key.pem", "identity-keyset.json"}
     for key, path in _generator_files(generator).items():
         assert path.name.endswith(".placeholder"), key
     with pytest.raises(ValidationError, match="INTAKE_FEED_SECRET"):
@@ -564,6 +565,11 @@ def test_base_secrets_are_placeholders_that_intake_refuses(tmp_path: Path) -> No
             )
         )
     assert date.fromisoformat(values["slash-key-expires"]) < date.today()
+    keyset_file = tmp_path / "keyset.json"
+    keyset_file.write_text(values["identity-keyset.json"])
+    keyset_file.chmod(0o600)
+    with pytest.raises(KeysetError, match="not an identity keyset"):
+        load_keyset(keyset_file)
 
 
 def test_only_base_holds_a_secret_and_that_one_is_placeholders(

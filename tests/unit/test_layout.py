@@ -27,7 +27,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("consumers", "review"),  # consumer services; review logic shared by HTTP and the CLI
     ("wiring",),  # settings, the runtime that builds the adapters, metrics, logging
     ("statestore",),  # the state, receipt and review stores
-    ("validators", "eventlog"),  # checking items against models; the event-log port
+    ("validators", "eventlog", "identity"),  # items against models; the log port; identifiers
     ("schemas",),  # the model definitions
 )
 

@@ -1,0 +1,183 @@
+"""Replacing direct person identifiers in accepted items by pseudonyms, and sealing them.
+
+A pseudonym is ``<pseudonym key id>-<26 base32 characters>``: the first 130 bits of
+HMAC-SHA256 over the identifier's digits under the pseudonym key. The same person number gives
+the same pseudonym whatever field, unit, message type or register it came in, so the register can
+still link and count persons; without the key it cannot be computed from a number (a person
+number has only about 10^9 possible values, so an unkeyed hash could be reversed by trying them
+all). The identifier itself is sealed (:meth:`identity.keys.Keyset.seal`, authenticated with the
+pseudonym) into a :class:`VaultEntry` for the identity vault.
+
+Which fields: those a model marks with ``x-identifier`` of a direct person identifier kind
+(:data:`PERSONAL_IDENTIFIER_KINDS`), found by walking each item record of the model's Avro
+schema, through nested records, unions and arrays.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from identity.keys import Keyset, KeysetFile
+from schemas.catalogue import MessageModel
+
+# Direct person identifiers: fødselsnummer, D-, H- and FH-nummer, DUF-nummer.
+PERSONAL_IDENTIFIER_KINDS = frozenset({"fnr", "dnr", "hnr", "fhnr", "duf"})
+PSEUDONYM_CHARS = 26  # of base32: 130 bits
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierField:
+    path: tuple[str, ...]  # field names from the item record down; "[]" steps into an array
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class VaultEntry:
+    pseudonym: str
+    kind: str
+    sealed: bytes  # the identifier's digits, sealed with the pseudonym as associated data
+
+
+def identifier_fields(model: MessageModel) -> dict[str, tuple[IdentifierField, ...]]:
+    """Per item array field of ``model``, the person identifier fields of its item record."""
+    named: dict[str, Any] = {}
+    items: dict[str, Any] = {}
+
+    def visit(schema: Any) -> None:  # collect named records, and find the item records
+        if isinstance(schema, list):
+            for branch in schema:
+                visit(branch)
+        elif isinstance(schema, dict):
+            if schema.get("type") == "record":
+                named.setdefault(schema["name"], schema)
+                for f in schema["fields"]:
+                    visit(f["type"])
+                    if "x-item" in f:
+                        items[f["name"]] = _array_items(f["type"])
+            elif schema.get("type") == "array":
+                visit(schema["items"])
+
+    visit(model.schema)
+    out: dict[str, tuple[IdentifierField, ...]] = {}
+    for spec in model.item_specs:
+        record = _resolve(items.get(spec.array_field), named)
+        out[spec.array_field] = tuple(_identifiers(record, (), named, set()))
+    return out
+
+
+def _array_items(schema: Any) -> Any:
+    for branch in schema if isinstance(schema, list) else [schema]:
+        if isinstance(branch, dict) and branch.get("type") == "array":
+            return branch["items"]
+    return None
+
+
+def _resolve(schema: Any, named: dict[str, Any]) -> Any:
+    return named.get(schema, schema) if isinstance(schema, str) else schema
+
+
+def _identifiers(
+    schema: Any, path: tuple[str, ...], named: dict[str, Any], seen: set[str]
+) -> Iterator[IdentifierField]:
+    schema = _resolve(schema, named)
+    if isinstance(schema, list):
+        for branch in schema:
+            yield from _identifiers(branch, path, named, seen)
+    elif isinstance(schema, dict) and schema.get("type") == "record":
+        if schema["name"] in seen:  # a recursive type
+            return
+        for f in schema["fields"]:
+            kind = f.get("x-identifier")
+            if kind in PERSONAL_IDENTIFIER_KINDS:
+                yield IdentifierField((*path, f["name"]), kind)
+            else:
+                yield from _identifiers(
+                    f["type"], (*path, f["name"]), named, {*seen, schema["name"]}
+                )
+    elif isinstance(schema, dict) and schema.get("type") == "array":
+        yield from _identifiers(schema["items"], (*path, "[]"), named, seen)
+
+
+def pseudonym_of(keyset: Keyset, digits: str) -> str:
+    mac = keyset.mac(b"person-identifier\x1f" + digits.encode("ascii"))
+    return f"{keyset.pseudonym_id}-{base64.b32encode(mac).decode()[:PSEUDONYM_CHARS].lower()}"
+
+
+class Pseudonymiser:
+    """Replaces the person identifiers of accepted items, for every model of a catalogue."""
+
+    def __init__(self, keys: KeysetFile, models: list[MessageModel]) -> None:
+        self._keys = keys
+        self._fields = {model.key: identifier_fields(model) for model in models}
+
+    def item(
+        self, model: MessageModel, array_field: str, value: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[VaultEntry]]:
+        """``value`` (a normalised item) with its identifiers replaced by pseudonyms, and the
+        sealed identifiers. ``value`` itself is not changed."""
+        fields = self._fields[model.key].get(array_field, ())
+        if not fields:
+            return value, []
+        keyset = self._keys.current()
+        entries: list[VaultEntry] = []
+        replaced = _copy_along(value, fields)
+        for field in fields:
+            for parent, name in _parents(replaced, field.path):
+                digits = parent.get(name)
+                if isinstance(digits, str) and digits:
+                    pseudonym = pseudonym_of(keyset, digits)
+                    parent[name] = pseudonym
+                    entries.append(
+                        VaultEntry(
+                            pseudonym, field.kind, keyset.seal(digits.encode(), pseudonym.encode())
+                        )
+                    )
+        return replaced, entries
+
+    def reveal(self, entry_sealed: bytes, pseudonym: str) -> str:
+        return self._keys.current().open(entry_sealed, pseudonym.encode()).decode("ascii")
+
+
+def _copy_along(value: dict[str, Any], fields: tuple[IdentifierField, ...]) -> dict[str, Any]:
+    """A copy of ``value`` deep enough that replacing the identifiers leaves ``value`` as it was:
+    the containers on the identifiers' paths are copied, everything else shared."""
+    top = dict(value)
+    for field in fields:
+        _copy_path(top, field.path[:-1])
+    return top
+
+
+def _copy_path(node: Any, path: tuple[str, ...]) -> None:
+    if not path:
+        return
+    head, rest = path[0], path[1:]
+    if head == "[]":
+        return  # arrays are copied by their parent step
+    child = node.get(head) if isinstance(node, dict) else None
+    if isinstance(child, dict):
+        node[head] = dict(child)
+        _copy_path(node[head], rest)
+    elif isinstance(child, list) and rest and rest[0] == "[]":
+        copied = [dict(c) if isinstance(c, dict) else c for c in child]
+        node[head] = copied
+        for element in copied:
+            _copy_path(element, rest[1:])
+
+
+def _parents(node: Any, path: tuple[str, ...]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each (record, field name) that ``path`` leads to in ``node``."""
+    if not isinstance(node, dict):
+        return
+    head, rest = path[0], path[1:]
+    if not rest:
+        yield node, head
+        return
+    child = node.get(head)
+    if rest[0] == "[]":
+        for element in child if isinstance(child, list) else ():
+            yield from _parents(element, rest[1:]) if rest[1:] else ()
+    else:
+        yield from _parents(child, rest)
