@@ -68,6 +68,7 @@ class QuarantineIndexer(StoreConsumer):
                         item=orjson.loads(datum["item_json"]),
                         block=orjson.loads(datum["block_json"]),
                         findings=datum["findings"],
+                        sealed=bytes(datum["sealed"]) if datum.get("sealed") else None,
                     )
                 )
             except (UnknownSchemaError, ValueError, KeyError, TypeError, EOFError) as exc:

@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from identity.keys import Keyset, KeysetFile
+from identity.masking import PERSONAL_IDENTIFIER_KINDS, item_prefix, mask, personal_fields
 from schemas.catalogue import MessageModel
 
-# Direct person identifiers: fødselsnummer, D-, H- and FH-nummer, DUF-nummer.
-PERSONAL_IDENTIFIER_KINDS = frozenset({"fnr", "dnr", "hnr", "fhnr", "duf"})
 PSEUDONYM_CHARS = 26  # of base32: 130 bits
 
 
@@ -112,6 +113,7 @@ class Pseudonymiser:
     def __init__(self, keys: KeysetFile, models: list[MessageModel]) -> None:
         self._keys = keys
         self._fields = {model.key: identifier_fields(model) for model in models}
+        self._personal = {model.key: personal_fields(model) for model in models}
 
     def item(
         self, model: MessageModel, array_field: str, value: dict[str, Any]
@@ -139,6 +141,31 @@ class Pseudonymiser:
 
     def reveal(self, entry_sealed: bytes, pseudonym: str) -> str:
         return self._keys.current().open(entry_sealed, pseudonym.encode()).decode("ascii")
+
+    def masked(self, model: MessageModel, value: Any, item_path: str | None) -> Any:
+        """A rejected item (at ``item_path`` in its message) or, without a path, its block,
+        with every personal value masked (:mod:`identity.masking`): what quarantine and review
+        keep in the clear. Its depth must be one orjson writes (at most 254 levels)."""
+        prefix = item_prefix(item_path) if item_path is not None else ("*",)
+        return mask(value, self._personal[model.key], prefix).value
+
+    def seal_as_sent(
+        self, receipt_id: str, item_index: int, item_json: str, block_json: str
+    ) -> bytes:
+        """A rejected item and its block as sent (JSON), sealed for a logged reveal or a replay."""
+        payload = orjson.dumps({"item_json": item_json, "block_json": block_json})
+        return self._keys.current().seal(payload, _as_sent_context(receipt_id, item_index))
+
+    def open_as_sent(self, receipt_id: str, item_index: int, sealed: bytes) -> tuple[Any, Any]:
+        """The rejected item and its block as sent, from :meth:`seal_as_sent`'s bytes."""
+        payload = orjson.loads(
+            self._keys.current().open(sealed, _as_sent_context(receipt_id, item_index))
+        )
+        return orjson.loads(payload["item_json"]), orjson.loads(payload["block_json"])
+
+
+def _as_sent_context(receipt_id: str, item_index: int) -> bytes:
+    return f"rejected-item\x1f{receipt_id}\x1f{item_index}".encode()
 
 
 def _copy_along(value: dict[str, Any], fields: tuple[IdentifierField, ...]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from wiring.logs import bind_log_fields
 from wiring.runtime import Runtime
 
 RETRY_AFTER_SECONDS = 5
+NOT_KEPT = '{"not_kept": "nested too deeply to keep for review"}'
 log = logging.getLogger(__name__)
 
 
@@ -208,6 +209,8 @@ class SubmissionService:
                     )
                 )
             else:
+                block = _raw_block(model, message, item)
+                item_json, block_json = _as_sent(item.raw), _as_sent(block)
                 records.append(
                     ProduceRecord(
                         topics.quarantine,
@@ -222,8 +225,12 @@ class SubmissionService:
                                 "version": model.version,
                                 "object_id": item.object_id,
                                 "recorded_time": receipt.received_at,
-                                "item_json": _as_sent(item.raw),
-                                "block_json": _as_sent(_raw_block(model, message, item)),
+                                # In the clear only masked; as sent only sealed (docs/privacy.md).
+                                "item_json": self._masked(model, item_json, item.raw, item.path),
+                                "block_json": self._masked(model, block_json, block, None),
+                                "sealed": self._rt.identities.seal_as_sent(
+                                    receipt.receipt_id, item.index, item_json, block_json
+                                ),
                                 "findings": [f.as_dict() for f in item.findings],
                             }
                         ),
@@ -236,6 +243,11 @@ class SubmissionService:
             "The message was not accepted and nothing of it will be applied. Retry later "
             "with the same Idempotency-Key.",
         )
+
+    def _masked(self, model: MessageModel, as_sent: str, value: Any, path: str | None) -> str:
+        if as_sent == NOT_KEPT:  # nested deeper than orjson writes (and masking walks)
+            return as_sent
+        return orjson.dumps(self._rt.identities.masked(model, value, path)).decode()
 
     def _count(self, model: MessageModel, items: list[ExtractedItem]) -> None:
         # Counted per message, not per item: looking up a labelled child costs more than the rest.
@@ -269,7 +281,7 @@ def _as_sent(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
-        return '{"not_kept": "nested too deeply to keep for review"}'
+        return NOT_KEPT
 
 
 async def produce_or_unavailable(

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from eventlog.port import ProduceRecord
 from identity.pseudonyms import VaultEntry
+from review.masking import as_sent
 from schemas.events import Event, event_for_item
 from statestore.review import Replayed, ReviewRepository, ReviewRow
 from validators.engine import ValidationContext
@@ -89,7 +90,8 @@ class ReplayService:
         if model is None:
             return ReplayCheck(row, "model_withdrawn", [])
         array_field = row.path.split("/")[2]
-        message = [{**row.block, array_field: [row.item]}]
+        item_as_sent, block_as_sent = as_sent(row, self._rt.identities)
+        message = [{**block_as_sent, array_field: [item_as_sent]}]
         alone = f"/0/{array_field}/0"
         result = self._rt.validators[model.key].validate(message, ctx)
         findings = [

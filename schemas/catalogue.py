@@ -212,7 +212,10 @@ class Catalogue:
         for model in models:
             self.codecs.register(model.event_codec)
         envelopes = resources.files("schemas") / "envelopes"
-        self.quarantine_codec = AvroCodec(_read_json(envelopes / "quarantine.avsc"))
+        self.quarantine_codec = AvroCodec(
+            _read_json(envelopes / "quarantine.avsc"),
+            earlier=[_read_json(envelopes / "quarantine.1.avsc")],  # before the sealed copy
+        )
         self.poison_codec = AvroCodec(_read_json(envelopes / "poison.avsc"))
         self.receipt_update_codec = AvroCodec(_read_json(envelopes / "receipt_update.avsc"))
         for codec in (self.quarantine_codec, self.poison_codec, self.receipt_update_codec):

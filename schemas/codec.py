@@ -6,6 +6,7 @@ Any reader holding the catalogue can find the writer's schema from the fingerpri
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import fastavro
@@ -21,7 +22,11 @@ class UnknownSchemaError(ValueError):
 
 
 class AvroCodec:
-    def __init__(self, schema: dict[str, Any]) -> None:
+    """Writes with ``schema``; reads values written with it or with one of ``earlier`` (its
+    previous forms, resolved to ``schema`` by Avro's rules: a field added since gets its
+    default)."""
+
+    def __init__(self, schema: dict[str, Any], earlier: Sequence[dict[str, Any]] = ()) -> None:
         self.schema = schema
         self.parsed = fastavro.parse_schema(schema)
         self.fingerprint = bytes.fromhex(
@@ -30,6 +35,13 @@ class AvroCodec:
         self.header = MAGIC + self.fingerprint
         self._write = compile_writer(self.parsed, self.header)  # type: ignore[arg-type]
         self._split_writers: dict[tuple[frozenset[str], frozenset[str]], SplitWriter] = {}
+        self.earlier: dict[bytes, Any] = {}  # header -> an earlier writer schema, parsed
+        for old in earlier:
+            parsed = fastavro.parse_schema(old)
+            header = MAGIC + bytes.fromhex(
+                fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+            )
+            self.earlier[header] = parsed
 
     def encode(self, datum: Any) -> bytes:
         try:
@@ -60,10 +72,12 @@ class AvroCodec:
         return out.getvalue()
 
     def decode(self, data: bytes) -> Any:
-        if data[:10] != self.header:
+        writer = self.parsed if data[:10] == self.header else self.earlier.get(data[:10])
+        if writer is None:
             raise UnknownSchemaError("bytes were written with another schema")
         return fastavro.schemaless_reader(
             io.BytesIO(data[10:]),
+            writer,
             self.parsed,
             return_record_name=True,
             return_record_name_override=True,
@@ -78,6 +92,8 @@ class CodecRegistry:
 
     def register(self, codec: AvroCodec) -> None:
         self._by_fingerprint[codec.fingerprint] = codec
+        for header in codec.earlier:
+            self._by_fingerprint[header[2:]] = codec
 
     def decode(self, data: bytes) -> Any:
         if data[:2] != MAGIC:

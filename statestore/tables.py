@@ -290,6 +290,8 @@ review_items = Table(
     Column("received_day", String(10), nullable=False),  # the day in Norway, YYYY-MM-DD
     Column("item_json", Json, nullable=False),
     Column("block_json", Json, nullable=False),
+    # The item and its block as sent, sealed (identity/pseudonyms.py); the JSON columns are masked.
+    Column("sealed", LargeBinary),
     Column("findings", Json, nullable=False),
     Column("status", String(24), nullable=False),
     Column("assignee", String(200)),

@@ -186,10 +186,15 @@ async def add_note(
 
 @router.post("/items/{item_id}/reveal", summary="Reveal one masked value (logged, with reason)")
 async def reveal(
-    item_id: str, body: RevealIn, request: Request, reviewer: ReviewerDep, review: ReviewDep
+    item_id: str,
+    body: RevealIn,
+    request: Request,
+    reviewer: ReviewerDep,
+    review: ReviewDep,
+    runtime: RuntimeDep,
 ) -> OrjsonResponse:
     row = await load_item(review, item_id)
-    value = reveal_value(row, body.part, body.path)
+    value = reveal_value(row, body.part, body.path, runtime.identities)
     await review.log_access(
         reviewer.name,
         "reveal",

@@ -277,7 +277,7 @@ async def reveal(
         raise Problem(
             422, "reason_required", "Begrunnelse mangler", "Skriv hvorfor du må se verdien."
         )
-    value = reveal_value(row, "item", pointer)
+    value = reveal_value(row, "item", pointer, runtime.identities)
     await review.log_access(
         reviewer.name,
         "reveal",

@@ -110,11 +110,14 @@ class ReviewQueries:
         out: list[ReviewRow] = []
         async with self._engines.reader.connect() as conn:
             for chunk in chunks(list(item_ids), 500):
-                query = _summary_columns(review_items.c.item_json, review_items.c.block_json)
+                query = _summary_columns(
+                    review_items.c.item_json, review_items.c.block_json, review_items.c.sealed
+                )
                 for r in await conn.execute(query.where(review_items.c.item_id.in_(chunk))):
                     row = _row(r)
                     row.item = r.item_json
                     row.block = r.block_json
+                    row.sealed = None if r.sealed is None else bytes(r.sealed)
                     out.append(row)
         order = {item_id: n for n, item_id in enumerate(item_ids)}
         return sorted(out, key=lambda row: order[row.item_id])

@@ -47,9 +47,10 @@ class RejectedItem:
     version: int
     object_id: str | None
     received_at: datetime
-    item: Any
-    block: dict[str, Any]
+    item: Any  # personal values masked
+    block: dict[str, Any]  # likewise
     findings: list[dict[str, Any]]
+    sealed: bytes | None = None  # the item and block as sent (identity/pseudonyms.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +96,9 @@ class ReviewRow:
     replay_event_id: str | None
     replayed_at: datetime | None
     findings: list[dict[str, Any]]
-    item: Any = None
+    item: Any = None  # masked (before the sealed copy existed: as sent)
     block: dict[str, Any] = field(default_factory=dict)
+    sealed: bytes | None = None  # the item and block as sent, sealed; None in older rows
 
     @property
     def rule_ids(self) -> list[str]:

@@ -74,6 +74,7 @@ class ReviewRepository(ReviewQueries):
                         "received_day": care_day(i.received_at),
                         "item_json": i.item,
                         "block_json": i.block,
+                        "sealed": i.sealed,
                         "findings": i.findings,
                         "status": "new",
                         "assignee": None,

@@ -2,8 +2,8 @@
 becomes a pseudonym, stable across message types, and its sealed number goes to the identity
 vault, from which it opens with the keyset (docs/privacy.md). Embedded stores, read byte by byte.
 
-(Rejected items are not covered yet: the quarantine topic and the review index still keep an item
-as sent, masked when shown; see docs/privacy.md, "Not done yet".)"""
+Rejected items are kept masked in the clear and sealed as sent: a reveal opens the sealed copy.
+Every byte of the data dir (SQLite files and their WAL) is scanned for the numbers sent."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def _numbers(message: Any) -> set[str]:
                 walk(value, in_person)
         elif in_person and isinstance(node, str) and re.fullmatch(r"\d{11,12}", node):
             found.add(node)
+        elif in_person and isinstance(node, int) and 10**9 < node < 10**12:
+            found.update({str(node), str(node).zfill(11)})  # a JSON number, zero-padded
 
     walk(message, False)
     return found
@@ -140,3 +142,68 @@ def test_production_needs_a_keyset_and_a_bad_one_stops_the_process(tmp_path: Pat
     first = open_identity_keys(settings).current()
     assert settings.resolved_identity_keyset.stat().st_mode & 0o777 == 0o600
     assert open_identity_keys(settings).current() == first
+
+
+async def test_no_person_number_sent_is_anywhere_in_the_data_dir(
+    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings, issuer: DevIssuer
+) -> None:
+    numbers: set[str] = set()
+    receipts = []
+    examples = sorted(
+        (Path(__file__).parents[2] / "schemas" / "models").glob("*/1/examples/*/*.json")
+    )
+    for path in examples:
+        if path.name.endswith(".expected.json"):
+            continue
+        model = f"{path.parents[3].name}/1"
+        message = orjson.loads(path.read_bytes())
+        numbers |= _numbers(message)
+        response = await client.post(f"/v1/messages/{model}", json=message, headers=auth)
+        assert response.status_code in (202, 422), (path, response.text)
+        if response.status_code == 202:
+            receipts.append(response.json()["receipt_id"])
+    final = {"applied", "partially_applied", "rejected"}
+    for receipt_id in receipts:
+        await wait_for_status(client, receipt_id, auth, final)
+    reviewer = {"Authorization": f"Bearer {issuer.mint(UNIT, scopes=['intake:review'])}"}
+    rejected = (await client.get("/v1/review/items", headers=reviewer)).json()
+    assert rejected["total"] > 0
+    assert len(numbers) >= 10, numbers
+
+    found = {
+        number: sorted(
+            str(f.relative_to(settings.data_dir))
+            for f in _files(settings.data_dir)
+            if number.encode() in f.read_bytes()
+        )
+        for number in numbers
+    }
+    assert {n: where for n, where in found.items() if where} == {}
+
+    # A reviewer still sees a rejected person number on a logged reveal: from the sealed copy.
+    for row in rejected["items"]:
+        detail = (await client.get(f"/v1/review/items/{row['item_id']}", headers=reviewer)).json()
+        if "/person/fodselsNr" in detail["masked_paths"]:
+            revealed = await client.post(
+                f"/v1/review/items/{row['item_id']}/reveal",
+                json={"path": "/person/fodselsNr", "reason": "Kontroll av kontrollsiffer"},
+                headers=reviewer,
+            )
+            assert revealed.status_code == 200, revealed.text
+            value = str(revealed.json()["value"])
+            assert "•" not in value
+            assert value == str(_as_sent_person_number(detail, value))
+            break
+    else:
+        raise AssertionError("no rejected item with a masked fødselsnummer")
+
+
+def _as_sent_person_number(detail: dict[str, Any], value: str) -> str:
+    """The masked value keeps the length of what was sent."""
+    masked = str(detail["item"]["person"]["fodselsNr"])
+    assert len(masked) == len(value), (masked, value)
+    return value
+
+
+def _files(root: Path) -> list[Path]:
+    return [f for f in root.rglob("*") if f.is_file()]

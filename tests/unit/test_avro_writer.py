@@ -79,6 +79,7 @@ def test_the_envelope_codecs_match_fastavro() -> None:
         "recorded_time": now,
         "item_json": '{"avtaleId": "å' + "x" * 200 + '"}',
         "block_json": '{"orgNr": "974152533"}',
+        "sealed": b"\x01\x02e1" + bytes(range(40)),
         "findings": [
             {
                 "rule_id": "IDN-001",
