@@ -139,6 +139,9 @@ class Pseudonymiser:
                     )
         return replaced, entries
 
+    def keyset(self) -> Keyset:
+        return self._keys.current()
+
     def reveal(self, entry_sealed: bytes, pseudonym: str) -> str:
         return self._keys.current().open(entry_sealed, pseudonym.encode()).decode("ascii")
 

@@ -37,7 +37,7 @@ CLAIM_PREFIX = "helseid://claims/client/claims/"
 CLAIM_ORGNR_PARENT = CLAIM_PREFIX + "orgnr_parent"
 CLAIM_ORGNR_CHILD = CLAIM_PREFIX + "orgnr_child"
 CLAIM_ORGNR_SUPPLIER = CLAIM_PREFIX + "orgnr_supplier"
-SCOPES = ("report", "review", "state", "admin")
+SCOPES = ("report", "review", "state", "admin", "identity", "insight")
 
 
 class AuthError(Exception):
@@ -54,6 +54,9 @@ class Principal:
     # Who acts, for review notes and the access log: the person's name (``name``) or subject
     # (``sub``), else the client.
     actor: str | None = None
+    # A citizen's own person number (the ``pid`` claim ID-porten and HelseID give), for insight
+    # into their own data only; such a token names no reporting unit (``unit`` is "").
+    pid: str | None = None
 
 
 def _scopes(claims: dict[str, Any], audience: str) -> frozenset[str]:
@@ -182,7 +185,11 @@ class TokenVerifier:
             or claims.get(CLAIM_ORGNR_PARENT)
             or _unit_from_authorization_details(claims.get("authorization_details"))
         )
-        if not isinstance(unit, str) or not (len(unit) == 9 and unit.isdigit()):
+        pid = claims.get("pid")
+        citizen = isinstance(pid, str) and len(pid) == 11 and pid.isdigit()
+        if citizen and unit is None:
+            unit = ""  # a citizen, not a reporting unit
+        elif not isinstance(unit, str) or not (len(unit) == 9 and unit.isdigit()):
             raise AuthError("token names no reporting unit")
         supplier = claims.get(CLAIM_ORGNR_SUPPLIER)
         client_id = claims.get("client_id")
@@ -195,6 +202,7 @@ class TokenVerifier:
             scopes=_scopes(claims, self._audience),
             bound_jkt=jkt if isinstance(jkt, str) else None,
             actor=_actor(claims),
+            pid=pid if citizen else None,
         )
         return principal, float(claims["exp"])
 
@@ -236,7 +244,9 @@ class DevIssuer:
         lifetime_seconds: int = 3600,
         dpop_jkt: str | None = None,
         subject: str | None = None,
+        pid: str | None = None,
     ) -> str:
+        """A token for the unit ``orgnr`` (empty for a citizen's token, which names ``pid``)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -247,8 +257,11 @@ class DevIssuer:
             "jti": str(uuid.uuid4()),
             "client_id": "dev-client",
             "scope": " ".join(f"{self.audience}/{s.removeprefix('intake:')}" for s in scopes),
-            CLAIM_ORGNR_PARENT: orgnr,
         }
+        if orgnr:
+            claims[CLAIM_ORGNR_PARENT] = orgnr
+        if pid:
+            claims["pid"] = pid
         if supplier:
             claims[CLAIM_ORGNR_SUPPLIER] = supplier
         if subject:

@@ -146,6 +146,14 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
                 "The token lacks a scope",
                 f"This endpoint needs the scope {scope}.",
             )
+        if (principal.pid is not None) != (scope == "intake:insight"):
+            # A citizen's token reaches the citizen's own insight only, and only it does.
+            raise Problem(
+                403,
+                "wrong_kind_of_token",
+                "Not for this kind of token",
+                "Insight needs a citizen's own token (pid); every other endpoint a unit's.",
+            )
         return principal
 
     return check
@@ -156,3 +164,5 @@ SubmissionsDep = Annotated[SubmissionService, Depends(get_submissions)]
 Reporter = Annotated[Principal, Depends(require_scope("intake:report"))]
 StateReader = Annotated[Principal, Depends(require_scope("intake:state"))]
 Admin = Annotated[Principal, Depends(require_scope("intake:admin"))]
+IdentityReader = Annotated[Principal, Depends(require_scope("intake:identity"))]
+Citizen = Annotated[Principal, Depends(require_scope("intake:insight"))]

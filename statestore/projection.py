@@ -48,6 +48,7 @@ from statestore.engine import StoreEngines
 from statestore.feed import ChangeKind, append_changes
 from statestore.history import Fold, FoldResult, HistoryEntry, ObjectKey
 from statestore.offsets import advance_offsets, load_offsets, store_offsets
+from statestore.persons import PersonMention, index_mentions, pseudonyms_in
 from statestore.projection_sql import (
     FOLD_ORDER,
     HISTORY_COLUMNS,
@@ -181,6 +182,22 @@ class StateRepository:
                     if changed.get(e.receipt_id, ("", "", "applied"))[2] != "integrity":
                         changed[e.receipt_id] = (e.unit, e.receipt_id, kind)
                 await append_changes(conn, sorted(changed.values()))
+                await index_mentions(
+                    conn,
+                    self._engines.dialect,
+                    [
+                        PersonMention(
+                            pseudonym,
+                            e.unit,
+                            e.message_type,
+                            e.object_id,
+                            e.clinical_time,
+                            e.recorded_time,
+                        )
+                        for e in (unique[event_id].event for event_id in inserted)
+                        for pseudonym in pseudonyms_in(e.payload)
+                    ],
+                )
             await store_offsets(conn, self._engines.dialect, consumer, next_offsets)
         return ApplyResult(
             applied_event_ids=frozenset(inserted),

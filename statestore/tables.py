@@ -186,6 +186,41 @@ identity_vault = Table(
     Index("identity_vault_key_id", "key_id"),
 )
 
+# Where each person (pseudonym) is registered: every object whose events named them, with
+# the span of clinical and recorded time (for citizen insight and the person timeline).
+person_objects = Table(
+    "person_objects",
+    metadata,
+    Column("pseudonym", String(64), nullable=False),
+    Column("unit", String(9), nullable=False),
+    Column("message_type", String(64), nullable=False),
+    Column("object_id", String(200), nullable=False),
+    Column("clinical_from", String(40)),
+    Column("clinical_to", String(40)),
+    Column("first_recorded", UTCDateTime, nullable=False),
+    Column("last_recorded", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("pseudonym", "unit", "message_type", "object_id"),
+)
+
+# Every read of person-level data: who (subject, organisation, scope), when, what, why.
+# Append-only: nothing updates or deletes its rows.
+person_reads = Table(
+    "person_reads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200)),
+    Column("organisation", String(9), nullable=False),
+    Column("scope", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("message_type", String(64)),
+    Column("object_id", String(200)),
+    Column("pseudonym", String(64)),
+    Column("purpose", String(500)),
+    Index("ix_person_reads_pseudonym", "pseudonym", "at"),
+    Index("ix_person_reads_at", "at"),
+)
+
 consumer_offsets = Table(
     "consumer_offsets",
     metadata,

@@ -28,6 +28,7 @@ from statestore import migrate
 from statestore.codelists import CodeListRepository
 from statestore.engine import StoreEngines, create_engines
 from statestore.feed import ReceiptFeed
+from statestore.persons import PersonRepository
 from statestore.projection import StateRepository
 from statestore.receipts import ReceiptRepository
 from statestore.vault import VaultRepository
@@ -101,6 +102,7 @@ class Runtime:
     receipt_changed: ChangeSignal
     identities: Pseudonymiser
     vault: VaultRepository
+    persons: PersonRepository
     produce_outcomes: ProduceOutcomes = field(default_factory=ProduceOutcomes)
 
     async def produce(self, records: list[ProduceRecord]) -> None:
@@ -232,6 +234,7 @@ async def open_runtime(
             receipt_changed=ChangeSignal(),
             identities=Pseudonymiser(identity_keys, list(catalogue)),
             vault=VaultRepository(engines),
+            persons=PersonRepository(engines),
         )
         await runtime.codelists.refresh()
         runtime.metrics.record_codelists(runtime.codelists.registry)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from consumers.fold import FOLDS
 from receiver.deps import RuntimeDep, StateReader
+from receiver.person_reads import log_person_reads
 from receiver.problems import Problem, check_day
 from receiver.responses import OrjsonResponse
 from schemas.catalogue import MessageModel
@@ -57,11 +58,14 @@ async def get_state(
     message_type: str,
     object_id: str,
     runtime: RuntimeDep,
-    _reader: StateReader,
+    reader: StateReader,
     unit: Annotated[str, Query(pattern=r"^\d{9}$", description="The reporting unit.")],
     as_of: Annotated[date | None, Query(description="State on this date (valid time).")] = None,
     known_at: Annotated[
         datetime | None, Query(description="As the register knew it then (recorded time).")
+    ] = None,
+    purpose: Annotated[
+        str | None, Query(max_length=500, description="Why: kept in the person access log.")
     ] = None,
 ) -> OrjsonResponse:
     model = _model(runtime, message_type)
@@ -83,6 +87,9 @@ async def get_state(
             "No such object",
             f"No {message_type} {object_id} for {unit} at that time.",
         )
+    await log_person_reads(
+        runtime, reader, "intake:state", "state", message_type, object_id, view.state, purpose
+    )
     body = _object(view)
     body["as_of"] = as_of.isoformat() if as_of else None
     body["known_at"] = known_at.isoformat() if known_at else None
