@@ -24,6 +24,9 @@ What it measures (DESIGN §12):
 * the cost of atomic messages: a second gateway with ``INTAKE_KAFKA_TRANSACTIONS=false`` (a
   message's records then not one Kafka transaction) in the same rounds, for items/s and the
   one-item p99 (a third side in the interleaving);
+* the cost of protecting person identifiers (pseudonyms, the vault, sealed rejected items): a
+  gateway with ``INTAKE_IDENTITY_PROTECTION=false`` in the same throughput rounds (DESIGN §12:
+  at most 10 % of items/s);
 * memory: a 15 MB message sent to a fresh gateway; its peak RSS (``VmHWM``) against the bound
   documented in docs/scaling.md.
 
@@ -719,6 +722,8 @@ class Results:
     # The same gateway without transactions (the cost of atomic messages).
     plain: Load = field(default_factory=Load)
     one_item_plain: Load = field(default_factory=Load)
+    # The same gateway storing identifiers as sent (the cost of pseudonymisation).
+    unprotected: Load = field(default_factory=Load)
     big_items: int = 0
     big_bytes: int = 0
     big_status: str = ""
@@ -809,7 +814,7 @@ async def _measure(
     single_record = dataclasses.replace(
         reference_messages[0][0], topic=reference_topics.accepted("HST_Avtale", 1)
     )
-    ours, reference, two, plain = [], [], [], []
+    ours, reference, two, plain, unprotected = [], [], [], [], []
     # The broker warmed up first: a freshly started JVM compiles its hot code during its first
     # minute of load, work on the cores the gateway and the reference share, which fell on
     # whichever rounds came first (with fresh services ours gave 0.50× before, 0.53× after).
@@ -820,11 +825,14 @@ async def _measure(
         async with (
             gateways(services, 1) as (gateway,),
             gateways(services, 1, INTAKE_KAFKA_TRANSACTIONS="false") as (without,),
+            gateways(services, 1, INTAKE_IDENTITY_PROTECTION="false") as (exposed,),
         ):
             sender = Sender([gateway.url], token, templates)
             single = Sender([gateway.url], token, [one_item])
             plain_sender = Sender([without.url], token, templates)
             plain_single = Sender([without.url], token, [one_item])
+            exposed_sender = Sender([exposed.url], token, templates)
+            await as_fast_as_possible(exposed_sender, IN_FLIGHT, 3)
             for warm, one in ((sender, single), (plain_sender, plain_single)):
                 await as_fast_as_possible(warm, IN_FLIGHT, 3)  # warm-up: topics, pools, caches
                 await at_fixed_rate(one, ONE_ITEM_RATE, 1)
@@ -838,6 +846,9 @@ async def _measure(
                     )
                 )
                 plain.append(await as_fast_as_possible(plain_sender, IN_FLIGHT, slice_seconds))
+                unprotected.append(
+                    await as_fast_as_possible(exposed_sender, IN_FLIGHT, slice_seconds)
+                )
             if flame is not None:
                 flame.wait()
             results.writeback["one-item"] = settle_disk()
@@ -855,6 +866,7 @@ async def _measure(
             )
             results.one, results.reference = _best(ours), _best(reference)
             results.plain = _best(plain)
+            results.unprotected = _best(unprotected)
             results.fixed_rate = round(results.one.requests_per_second / 2, 1)
             results.writeback["fixed rate"] = settle_disk()
             results.fixed = await at_fixed_rate(sender, results.fixed_rate, results.seconds)
@@ -934,6 +946,7 @@ def report(r: Results) -> list[str]:
     atomic_ratio = r.one.items_per_second / r.plain.items_per_second
     plain_ratio = r.plain.items_per_second / r.reference.items_per_second
     plain_latency_ratio = plain_p99 / reference_p99
+    protection_cost = 1 - r.one.items_per_second / r.unprotected.items_per_second
     rss_mib, before_mib = r.rss_peak_kib / 1024, r.rss_before_kib / 1024
     models = ", ".join(t.model.key for t in r.templates)
     rejected = sum(t.rejected for t in r.templates) / len(r.templates)
@@ -984,6 +997,9 @@ def report(r: Results) -> list[str]:
         "with INTAKE_KAFKA_TRANSACTIONS=false ran beside it in the same rounds (throughput) and "
         f"as a third interleaved side (one-item): {r.plain.summary()}; one-item "
         f"{r.one_item_plain.summary()}",
+        "- identifiers: ours pseudonymises, writes the vault and seals rejected items; the same "
+        "gateway with INTAKE_IDENTITY_PROTECTION=false (as sent) ran in the same rounds: "
+        f"{r.unprotected.summary()}",
         f"- 15 MB message ({r.big_bytes / 1e6:.1f} MB, {r.big_items:,} items) to a fresh gateway: "
         f"{r.big_status} in {r.big_seconds:.1f} s; RSS {before_mib:.0f} MiB before, peak "
         f"{rss_mib:.0f} MiB (bound {MEMORY_BOUND_MIB} MiB{missed(rss_mib <= MEMORY_BOUND_MIB)})",
@@ -1007,6 +1023,9 @@ def report(r: Results) -> list[str]:
         f"| atomic messages: one-item p99 with transactions vs without (ms) | {p99 * 1000:.1f} | "
         f"{plain_p99 * 1000:.1f} | {p99 / plain_p99:.2f}× (without: {plain_latency_ratio:.1f}× "
         "the bare round trip) |",
+        f"| identifiers protected: items/s with pseudonyms, vault and sealing vs without | "
+        f"{r.one.items_per_second:,.0f} | {r.unprotected.items_per_second:,.0f} | "
+        f"cost {protection_cost:.0%} (goal ≤ 10 %{missed(protection_cost <= 0.10)}) |",
         f"| peak RSS with a 15 MB message (MiB) | {rss_mib:.0f} | bound {MEMORY_BOUND_MIB} | "
         f"{rss_mib / MEMORY_BOUND_MIB:.2f} of the bound |",
     ]

@@ -110,7 +110,11 @@ def pseudonym_of(keyset: Keyset, digits: str) -> str:
 class Pseudonymiser:
     """Replaces the person identifiers of accepted items, for every model of a catalogue."""
 
-    def __init__(self, keys: KeysetFile, models: list[MessageModel]) -> None:
+    def __init__(
+        self, keys: KeysetFile, models: list[MessageModel], *, enabled: bool = True
+    ) -> None:
+        # ``enabled=False`` stores identifiers as sent: only for measuring the cost (bench).
+        self._enabled = enabled
         self._keys = keys
         self._fields = {model.key: identifier_fields(model) for model in models}
         self._personal = {model.key: personal_fields(model) for model in models}
@@ -121,7 +125,7 @@ class Pseudonymiser:
         """``value`` (a normalised item) with its identifiers replaced by pseudonyms, and the
         sealed identifiers. ``value`` itself is not changed."""
         fields = self._fields[model.key].get(array_field, ())
-        if not fields:
+        if not fields or not self._enabled:
             return value, []
         keyset = self._keys.current()
         entries: list[VaultEntry] = []
@@ -149,6 +153,8 @@ class Pseudonymiser:
         """A rejected item (at ``item_path`` in its message) or, without a path, its block,
         with every personal value masked (:mod:`identity.masking`): what quarantine and review
         keep in the clear. Its depth must be one orjson writes (at most 254 levels)."""
+        if not self._enabled:
+            return value
         prefix = item_prefix(item_path) if item_path is not None else ("*",)
         return mask(value, self._personal[model.key], prefix).value
 
@@ -156,6 +162,8 @@ class Pseudonymiser:
         self, receipt_id: str, item_index: int, item_json: str, block_json: str
     ) -> bytes:
         """A rejected item and its block as sent (JSON), sealed for a logged reveal or a replay."""
+        if not self._enabled:
+            return b""
         payload = orjson.dumps({"item_json": item_json, "block_json": block_json})
         return self._keys.current().seal(payload, _as_sent_context(receipt_id, item_index))
 

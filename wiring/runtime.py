@@ -232,7 +232,9 @@ async def open_runtime(
             validators={m.key: ModelValidator(m) for m in catalogue},
             feed=ReceiptFeed(engines),
             receipt_changed=ChangeSignal(),
-            identities=Pseudonymiser(identity_keys, list(catalogue)),
+            identities=Pseudonymiser(
+                identity_keys, list(catalogue), enabled=settings.identity_protection
+            ),
             vault=VaultRepository(engines),
             persons=PersonRepository(engines),
         )

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # in <data dir>/identity/keyset.json, created on first start, for development and tests;
     # production mounts one from a secret and never creates one.
     identity_keyset_file: Path | None = None
+    # Off only to measure what pseudonymising and sealing cost (make bench): person numbers are
+    # then stored as sent. Refused in production.
+    identity_protection: bool = True
 
     # --- consumers -------------------------------------------------------------------------
     projector_batch_size: int = Field(default=500, ge=1)
@@ -163,6 +166,8 @@ class Settings(BaseSettings):
             self.feed_secret is None or len(self.feed_secret.get_secret_value()) < 32
         ):
             raise ValueError("production needs INTAKE_FEED_SECRET of at least 32 characters")
+        if self.environment == "production" and not self.identity_protection:
+            raise ValueError("INTAKE_IDENTITY_PROTECTION=false is for benchmarks, never production")
         if self.environment == "production" and self.identity_keyset_file is None:
             raise ValueError(
                 "production needs INTAKE_IDENTITY_KEYSET_FILE (a keyset mounted from a secret;"

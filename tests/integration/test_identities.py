@@ -130,6 +130,15 @@ def test_production_needs_a_keyset_and_a_bad_one_stops_the_process(tmp_path: Pat
             auth_jwks_url="https://issuer.example/jwks",
             feed_secret="f" * 40,
         )
+    with pytest.raises(ValidationError, match="never production"):
+        Settings(
+            environment="production",
+            auth_issuer="https://issuer.example",
+            auth_jwks_url="https://issuer.example/jwks",
+            feed_secret="f" * 40,
+            identity_keyset_file=tmp_path / "keyset.json",
+            identity_protection=False,
+        )
     broken = tmp_path / "keyset.json"
     broken.write_text("placeholder")
     broken.chmod(0o600)
