@@ -16,6 +16,7 @@ schema, through nested records, unions and arrays.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from identity.masking import PERSONAL_IDENTIFIER_KINDS, item_prefix, mask, perso
 from schemas.catalogue import MessageModel
 
 PSEUDONYM_CHARS = 26  # of base32: 130 bits
+_PSEUDONYM = re.compile(r"p[0-9]{1,8}-[a-z2-7]{26}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +126,20 @@ class Pseudonymiser:
     ) -> tuple[dict[str, Any], list[VaultEntry]]:
         """``value`` (a normalised item) with its identifiers replaced by pseudonyms, and the
         sealed identifiers. ``value`` itself is not changed."""
-        fields = self._fields[model.key].get(array_field, ())
+        return self._replace(self._fields[model.key].get(array_field, ()), value)
+
+    def stored(
+        self, model: MessageModel, value: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[VaultEntry]]:
+        """As :meth:`item` for a value stored before pseudonymisation (``intake identities
+        migrate``), of any of the model's item records; values that are pseudonyms already are
+        left alone, so running it again changes nothing."""
+        fields = tuple({f for per_array in self._fields[model.key].values() for f in per_array})
+        return self._replace(fields, value)
+
+    def _replace(
+        self, fields: tuple[IdentifierField, ...], value: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[VaultEntry]]:
         if not fields or not self._enabled:
             return value, []
         keyset = self._keys.current()
@@ -133,7 +148,7 @@ class Pseudonymiser:
         for field in fields:
             for parent, name in _parents(replaced, field.path):
                 digits = parent.get(name)
-                if isinstance(digits, str) and digits:
+                if isinstance(digits, str) and digits and not _PSEUDONYM.fullmatch(digits):
                     pseudonym = pseudonym_of(keyset, digits)
                     parent[name] = pseudonym
                     entries.append(

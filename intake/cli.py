@@ -13,7 +13,7 @@ import uvicorn
 from rich.console import Console
 
 from intake.client import client_app
-from intake.keys_cli import keys_app
+from intake.keys_cli import identities_app, keys_app
 from wiring.logs import configure_logging
 from wiring.settings import Settings
 
@@ -33,6 +33,7 @@ codelists_app = typer.Typer(no_args_is_help=True, help="Code lists used by valid
 app.add_typer(codelists_app, name="codelists")
 app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
+app.add_typer(identities_app, name="identities")
 ModelsRoot = Annotated[
     Path | None,
     typer.Option("--root", help="A models folder to use instead of the published one."),

@@ -118,3 +118,44 @@ def status(data_dir: DataDir = None) -> None:
     for key_id in sorted(set(keyset.encryption) | set(used)):
         missing = "" if key_id in keyset.encryption else " (NOT IN THE KEYSET: unreadable)"
         out.print(f"  {key_id}: {used.get(key_id, 0)} vault rows{missing}")
+
+
+identities_app = typer.Typer(
+    no_args_is_help=True, help="Person identifiers in the store (docs/privacy.md)."
+)
+
+
+@identities_app.command("migrate")
+def migrate(
+    data_dir: DataDir = None,
+    batch: Annotated[int, typer.Option(help="Rows per transaction.")] = 500,
+) -> None:
+    """Pseudonymise a store written before identifiers were: event payloads, states, versions
+    and review items, in place, in batches. Resumable (run it again after an interruption) and
+    idempotent (a finished store is left as it is); prints progress."""
+    from schemas.catalogue import load_catalogue
+    from statestore.engine import create_engines
+    from statestore.identity_migration import IdentityMigration
+    from wiring.runtime import open_identity_keys
+
+    settings = _settings(data_dir)
+
+    def progress(table: str, read: int, changed: int) -> None:
+        out.print(f"{table}: {read} read, {changed} pseudonymised")
+
+    async def run() -> dict[str, int]:
+        from identity.pseudonyms import Pseudonymiser
+
+        catalogue = load_catalogue()
+        engines = create_engines(settings.resolved_database_url)
+        try:
+            identities = Pseudonymiser(open_identity_keys(settings), list(catalogue))
+            report = await IdentityMigration(
+                engines, identities, catalogue, batch=batch, progress=progress
+            ).run()
+            return report.changed
+        finally:
+            await engines.dispose()
+
+    changed = asyncio.run(run())
+    out.print("done: " + ", ".join(f"{t} {n}" for t, n in changed.items()))

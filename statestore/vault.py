@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.keys import Keyset
 from identity.pseudonyms import VaultEntry
@@ -43,28 +44,32 @@ class VaultRepository:
         fresh = {e.pseudonym: e for e in entries if e.pseudonym not in self._known}
         if not fresh:
             return
-        now = datetime.now(UTC)
-        stmt = insert_for(self._engines.dialect, identity_vault).on_conflict_do_nothing(
-            index_elements=["pseudonym"]
-        )
         async with self._engines.writer.begin() as conn:
-            await conn.execute(
-                stmt,
-                [
-                    {
-                        "pseudonym": e.pseudonym,
-                        "kind": e.kind,
-                        "key_id": Keyset.key_id_of(e.sealed),
-                        "sealed": e.sealed,
-                        "first_seen": now,
-                    }
-                    for e in fresh.values()
-                ],
-            )
+            await self.store_in(conn, list(fresh.values()))
         for pseudonym in fresh:
             self._known[pseudonym] = None
         while len(self._known) > KNOWN_PSEUDONYMS:
             self._known.popitem(last=False)
+
+    async def store_in(self, conn: AsyncConnection, entries: Sequence[VaultEntry]) -> None:
+        """As :meth:`store`, inside the caller's transaction (and without the memory)."""
+        if not entries:
+            return
+        now = datetime.now(UTC)
+        stmt = insert_for(self._engines.dialect, identity_vault).on_conflict_do_nothing(
+            index_elements=["pseudonym"]
+        )
+        rows = {
+            e.pseudonym: {
+                "pseudonym": e.pseudonym,
+                "kind": e.kind,
+                "key_id": Keyset.key_id_of(e.sealed),
+                "sealed": e.sealed,
+                "first_seen": now,
+            }
+            for e in entries
+        }
+        await conn.execute(stmt, list(rows.values()))
 
     async def get(self, pseudonym: str) -> VaultRow | None:
         async with self._engines.reader.connect() as conn:
