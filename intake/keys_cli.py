@@ -131,8 +131,9 @@ def migrate(
     batch: Annotated[int, typer.Option(help="Rows per transaction.")] = 500,
 ) -> None:
     """Pseudonymise a store written before identifiers were: event payloads, states, versions
-    and review items, in place, in batches. Resumable (run it again after an interruption) and
-    idempotent (a finished store is left as it is); prints progress."""
+    and review items (and the embedded log's copy), in place, in batches. Resumable (run it
+    again after an interruption) and idempotent (a finished store is left as it is); prints
+    progress. Embedded: stop `intake serve` first (the files are compacted at the end)."""
     from schemas.catalogue import load_catalogue
     from statestore.engine import create_engines
     from statestore.identity_migration import IdentityMigration
@@ -150,12 +151,20 @@ def migrate(
         engines = create_engines(settings.resolved_database_url)
         try:
             identities = Pseudonymiser(open_identity_keys(settings), list(catalogue))
-            report = await IdentityMigration(
+            migration = IdentityMigration(
                 engines, identities, catalogue, batch=batch, progress=progress
-            ).run()
+            )
+            report = await migration.run()
+            if settings.event_log == "embedded" and settings.embedded_log_path.exists():
+                await migration.run_on_embedded_log(settings.embedded_log_path, report)
             return report.changed
         finally:
             await engines.dispose()
 
     changed = asyncio.run(run())
+    if settings.database_url is None:  # embedded: no old page may keep a number
+        from statestore.identity_migration import compact_embedded
+
+        files = [settings.data_dir / "state.sqlite3", settings.embedded_log_path]
+        compact_embedded([f for f in files if f.exists()])
     out.print("done: " + ", ".join(f"{t} {n}" for t, n in changed.items()))

@@ -10,8 +10,11 @@ is simply started again, and a finished one changes nothing when run again.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -74,6 +77,72 @@ class IdentityMigration:
             await self._states(table, key, column, report)
         await self._review_items(report)
         return report
+
+    async def run_on_embedded_log(self, path: Path, report: MigrationReport) -> None:
+        """The embedded log's copy too: accepted events get pseudonyms, quarantined items are
+        masked and sealed, record by record in place (offsets, keys and headers unchanged).
+        A Kafka topic cannot be rewritten: docs/privacy.md says what to do with one."""
+        codecs = self._catalogue.codecs
+        quarantine = self._catalogue.quarantine_codec
+        db = sqlite3.connect(path, check_same_thread=False)
+        try:
+            read = changed = 0
+            last: tuple[Any, ...] = ("", -1, -1)
+            while True:
+                rows = await asyncio.to_thread(_log_batch, db, last, self._batch)
+                if not rows:
+                    break
+                sealed: list[VaultEntry] = []
+                updates: list[tuple[bytes, str, int, int]] = []
+                for topic, partition, offset, value in rows:
+                    new = self._log_value(codecs, quarantine, bytes(value), sealed)
+                    if new is not None:
+                        updates.append((new, topic, partition, offset))
+                await self._vault.store(sealed)  # before the log names the pseudonyms
+                await asyncio.to_thread(_rewrite_records, db, updates)
+                last = tuple(rows[-1][:3])
+                read += len(rows)
+                changed += len(updates)
+                self._progress("event log", read, changed)
+            report.read["event log"], report.changed["event log"] = read, changed
+        finally:
+            db.close()
+
+    def _log_value(
+        self, codecs: Any, quarantine: Any, value: bytes, sealed: list[VaultEntry]
+    ) -> bytes | None:
+        """A log record's value rewritten, or None when it needs nothing (or is not ours)."""
+        try:
+            datum = codecs.decode(value)
+        except ValueError:
+            return None  # not single-object Avro of ours: poison is passed over
+        if value[2:10] == quarantine.fingerprint or value[:10] in quarantine.earlier:
+            if datum.get("sealed"):
+                return None
+            model = self._catalogue.get(datum["message_type"], datum["version"])
+            if model is None:
+                return None
+            item, block = orjson.loads(datum["item_json"]), orjson.loads(datum["block_json"])
+            datum["sealed"] = self._identities.seal_as_sent(
+                datum["receipt_id"], datum["item_index"], datum["item_json"], datum["block_json"]
+            )
+            datum["item_json"] = orjson.dumps(
+                self._identities.masked(model, item, datum["path"])
+            ).decode()
+            datum["block_json"] = orjson.dumps(self._identities.masked(model, block, None)).decode()
+            return bytes(quarantine.encode(datum))
+        payload = datum.get("payload")
+        if not (isinstance(payload, tuple) and isinstance(payload[1], dict)):
+            return None
+        model = self._catalogue.get(datum.get("message_type", ""), datum.get("version", 0))
+        if model is None:
+            return None
+        new, entries = self._identities.stored(model, payload[1])
+        if not entries:
+            return None
+        sealed += entries
+        datum["payload"] = (payload[0], new)
+        return bytes(model.event_codec.encode(datum))
 
     async def _states(
         self, table: Table, key: Sequence[Any], column: str, report: MigrationReport
@@ -183,3 +252,33 @@ class IdentityMigration:
             read += len(rows)
             self._progress(t.name, read, changed)
         report.read[t.name], report.changed[t.name] = read, changed
+
+
+def compact_embedded(paths: Sequence[Path]) -> None:
+    """Rewrite SQLite files whole (VACUUM) and empty their write-ahead logs, so that no page
+    with the old plaintext survives in free space or in the WAL. Needs the processes stopped."""
+    for path in paths:
+        db = sqlite3.connect(path)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+
+
+def _log_batch(db: sqlite3.Connection, after: tuple[Any, ...], limit: int) -> list[Any]:
+    return db.execute(
+        'SELECT topic, partition, "offset", value FROM records'
+        ' WHERE (topic, partition, "offset") > (?, ?, ?)'
+        ' ORDER BY topic, partition, "offset" LIMIT ?',
+        (*after, limit),
+    ).fetchall()
+
+
+def _rewrite_records(db: sqlite3.Connection, updates: list[tuple[bytes, str, int, int]]) -> None:
+    with db:
+        db.executemany(
+            'UPDATE records SET value = ? WHERE topic = ? AND partition = ? AND "offset" = ?',
+            updates,
+        )

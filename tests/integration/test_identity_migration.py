@@ -62,6 +62,9 @@ async def test_migrate_pseudonymises_an_old_store_and_is_idempotent(tmp_path: Pa
     assert "events: " in first.output
     assert "review_items 1" in first.output
     assert FNR.encode() not in _dump(settings.data_dir)
+    for path in settings.data_dir.rglob("*"):  # every byte: the log's copy, WAL, free pages
+        if path.is_file():
+            assert FNR.encode() not in path.read_bytes(), path
 
     keyset = load_keyset(settings.resolved_identity_keyset)
     pseudonym = pseudonym_of(keyset, FNR)
