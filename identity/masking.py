@@ -26,6 +26,8 @@ PERSONAL_IDENTIFIER_KINDS = frozenset({"fnr", "dnr", "hnr", "fhnr", "duf"})
 MASK = "•"
 # 11 digits (fødselsnummer, D-, H-, FH-nummer), optionally "DDMMYY NNNNN", or 12 (DUF).
 _PERSONAL_NUMBER = re.compile(r"(?<!\d)(?:\d{6} ?\d{5}|\d{12})(?!\d)")
+# Without the space: the digits a person number is kept as (11, or 12 for DUF).
+PERSON_NUMBER = re.compile(r"(?<!\d)(?:\d{11}|\d{12})(?!\d)")
 
 
 def mask_text(text: str) -> str:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from identity.masking import PERSON_NUMBER
+from identity.pseudonyms import pseudonym_of
 from receiver.auth import Principal
 from receiver.problems import store_failures_as_problems
 from statestore.persons import PersonRead, pseudonyms_in
+from statestore.review import ReviewRow
 from wiring.runtime import Runtime
 
 
@@ -38,3 +43,39 @@ async def log_person_reads(
             )
             for pseudonym in pseudonyms
         )
+
+
+async def log_review_read(
+    runtime: Runtime,
+    principal: Principal,
+    action: str,
+    row: ReviewRow,
+    shown: Any,
+    purpose: str | None,
+) -> None:
+    """A reviewer's view or reveal of a rejected item, in the person access log under the
+    pseudonym of every person number ``shown`` (the item as sent, or the value revealed) holds,
+    so that the person's insight lists it; one row without a pseudonym when it holds none."""
+    keyset = runtime.identities.keyset()
+    pseudonyms: list[str | None] = [
+        *sorted({pseudonym_of(keyset, n) for n in _person_numbers(shown)})
+    ] or [None]
+    with store_failures_as_problems(runtime.metrics.store_errors.labels("gateway").inc):
+        await runtime.persons.log_reads(
+            PersonRead(
+                actor=principal.actor,
+                organisation=principal.unit,
+                scope="intake:review",
+                action=action,
+                message_type=row.message_type,
+                object_id=row.object_id,
+                pseudonym=pseudonym,
+                purpose=purpose,
+            )
+            for pseudonym in pseudonyms
+        )
+
+
+def _person_numbers(value: Any) -> set[str]:
+    """Every value or run of digits that looks like a person number (identity.masking's rule)."""
+    return set(PERSON_NUMBER.findall(orjson.dumps(value).decode())) if value is not None else set()

@@ -16,12 +16,13 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from receiver.deps import RuntimeDep
+from receiver.person_reads import log_review_read
 from receiver.problems import Problem
 from receiver.responses import OrjsonResponse, csv_response
 from receiver.review_session import Reviewer, ReviewerDep
 from receiver.submission import log_unavailable_as_problem
 from review import views
-from review.masking import reveal_value
+from review.masking import as_sent, reveal_value
 from review.replay import REPLAY_LATER, ReplayService, verdict_summary
 from statestore.review import ReviewRepository, ReviewRow, Status
 
@@ -139,6 +140,9 @@ async def get_item(
     await review.log_access(
         reviewer.name, "view", item_ids=[item_id], correlation_id=correlation_id(request)
     )
+    await log_review_read(
+        runtime, reviewer.principal, "view", row, as_sent(row, runtime.identities), None
+    )
     body = views.detail(runtime, row)
     body["history"] = [
         {
@@ -203,6 +207,7 @@ async def reveal(
         reason=body.reason,
         correlation_id=correlation_id(request),
     )
+    await log_review_read(runtime, reviewer.principal, "reveal", row, value, body.reason)
     return OrjsonResponse(
         {"item_id": item_id, "part": body.part, "path": body.path, "value": value}
     )

@@ -24,6 +24,7 @@ from starlette.datastructures import FormData
 
 from receiver import review_html
 from receiver.deps import RuntimeDep
+from receiver.person_reads import log_review_read
 from receiver.problems import Problem
 from receiver.review_session import (
     COOKIE,
@@ -42,7 +43,7 @@ from receiver.routes.review_api import (
 )
 from receiver.submission import log_unavailable_as_problem
 from review import views
-from review.masking import resolve, reveal_value
+from review.masking import as_sent, resolve, reveal_value
 from review.replay import REPLAY_LATER, ReplayService, verdict_summary
 from schemas.events import CARE_TIMEZONE
 from statestore.review import STATUSES, ReviewFilter, ReviewRepository
@@ -286,6 +287,7 @@ async def reveal(
         reason=reason,
         correlation_id=correlation_id(request),
     )
+    await log_review_read(runtime, reviewer.principal, "reveal", row, value, reason)
     return await _item_page(request, reviewer, review, runtime, item_id, revealed={pointer: value})
 
 
@@ -301,6 +303,9 @@ async def _item_page(
     row = await load_item(review, item_id)
     await review.log_access(
         reviewer.name, "view", item_ids=[item_id], correlation_id=correlation_id(request)
+    )
+    await log_review_read(
+        runtime, reviewer.principal, "view", row, as_sent(row, runtime.identities), None
     )
     detail = views.detail(runtime, row)
     offending = {

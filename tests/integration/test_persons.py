@@ -14,6 +14,7 @@ from identity.pseudonyms import pseudonym_of
 from receiver.auth import DevIssuer
 from tests.conftest import UNIT
 from tests.integration.helpers import appointment, example_message, wait_for_status
+from tests.integration.test_review import rejected_message, wait_for_items
 from wiring.settings import Settings
 
 PERSON = "11034210189"  # in NPR_Kontakt's example (contact K-2024-0901); also sent to HST here
@@ -108,3 +109,36 @@ async def test_timeline_reidentification_and_insight_with_every_read_logged(
     theirs = (await client.get("/v1/insight", headers=other)).json()
     assert {r["message_type"] for r in theirs["registered"]} == {"NPR_Kontakt"}
     assert theirs["read_by"] == []
+
+
+async def test_a_reviewers_reveal_and_a_state_read_show_in_the_citizens_insight(
+    client: httpx.AsyncClient, auth: dict[str, str], issuer: DevIssuer
+) -> None:
+    # One appointment accepted, one rejected (a code outside its list); the same person.
+    await _report(client, auth, "/v1/messages/HST_Avtale/1", rejected_message("rv-1"))
+    reviewer = _bearer(issuer.mint(UNIT, scopes=["intake:review"], subject="kari.kvalitet"))
+    listed = await wait_for_items(client, reviewer, 1)
+    item_id = listed["items"][0]["item_id"]
+    revealed = await client.post(
+        f"/v1/review/items/{item_id}/reveal",
+        json={"path": "/person/fodselsNr", "reason": "Sjekk av fødselsnummer"},
+        headers=reviewer,
+    )
+    assert revealed.json()["value"] == "15031245610"
+    staff = _bearer(issuer.mint(UNIT, scopes=["intake:state"]))
+    state = await client.get(
+        "/v1/state/HST_Avtale/rv-1-ok",
+        params={"unit": UNIT, "purpose": "Statistikk"},
+        headers=staff,
+    )
+    assert state.status_code == 200
+
+    citizen = _bearer(issuer.mint("", scopes=["intake:insight"], pid="15031245610"))
+    body = (await client.get("/v1/insight", headers=citizen)).json()
+    reads = [(r["role"], r["action"], r["purpose"]) for r in body["read_by"]]
+    assert reads == [
+        ("intake:state", "state", "Statistikk"),
+        ("intake:review", "reveal", "Sjekk av fødselsnummer"),
+    ]
+    assert "kari.kvalitet" not in str(body)
+    assert [r["message_type"] for r in body["registered"]] == ["HST_Avtale"]
