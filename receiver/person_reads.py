@@ -28,21 +28,9 @@ async def log_person_reads(
 ) -> None:
     """One access-log row per person whose pseudonym ``shown`` (what the answer holds) names;
     one without a pseudonym when it names none, so the read is on record all the same."""
-    pseudonyms: list[str | None] = [*sorted(pseudonyms_in(shown))] or [None]
-    with store_failures_as_problems(runtime.metrics.store_errors.labels("gateway").inc):
-        await runtime.persons.log_reads(
-            PersonRead(
-                actor=principal.actor,
-                organisation=principal.unit,
-                scope=scope,
-                action=action,
-                message_type=message_type,
-                object_id=object_id,
-                pseudonym=pseudonym,
-                purpose=purpose,
-            )
-            for pseudonym in pseudonyms
-        )
+    await _log(
+        runtime, principal, scope, action, message_type, object_id, pseudonyms_in(shown), purpose
+    )
 
 
 async def log_review_read(
@@ -57,22 +45,43 @@ async def log_review_read(
     pseudonym of every person number ``shown`` (the item as sent, or the value revealed) holds,
     so that the person's insight lists it; one row without a pseudonym when it holds none."""
     keyset = runtime.identities.keyset()
-    pseudonyms: list[str | None] = [
-        *sorted({pseudonym_of(keyset, n) for n in _person_numbers(shown)})
-    ] or [None]
+    pseudonyms = {pseudonym_of(keyset, n) for n in _person_numbers(shown)}
+    await _log(
+        runtime,
+        principal,
+        "intake:review",
+        action,
+        row.message_type,
+        row.object_id,
+        pseudonyms,
+        purpose,
+    )
+
+
+async def _log(
+    runtime: Runtime,
+    principal: Principal,
+    scope: str,
+    action: str,
+    message_type: str | None,
+    object_id: str | None,
+    pseudonyms: set[str],
+    purpose: str | None,
+) -> None:
+    rows: list[str | None] = [*sorted(pseudonyms)] or [None]
     with store_failures_as_problems(runtime.metrics.store_errors.labels("gateway").inc):
         await runtime.persons.log_reads(
             PersonRead(
                 actor=principal.actor,
                 organisation=principal.unit,
-                scope="intake:review",
+                scope=scope,
                 action=action,
-                message_type=row.message_type,
-                object_id=row.object_id,
+                message_type=message_type,
+                object_id=object_id,
                 pseudonym=pseudonym,
                 purpose=purpose,
             )
-            for pseudonym in pseudonyms
+            for pseudonym in rows
         )
 
 

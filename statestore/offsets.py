@@ -14,44 +14,25 @@ from statestore.tables import consumer_offsets
 
 
 async def store_offsets(
-    conn: AsyncConnection, dialect: str, consumer: str, next_offsets: Mapping[TopicPartition, int]
+    conn: AsyncConnection,
+    dialect: str,
+    consumer: str,
+    next_offsets: Mapping[TopicPartition, int],
+    *,
+    forward_only: bool = False,
 ) -> None:
-    """Upsert the consumer's next offsets inside the caller's transaction."""
+    """Upsert the consumer's next offsets inside the caller's transaction. ``forward_only``:
+    move each only forward, never back (another replica may have gone further since a
+    rebalance)."""
     if not next_offsets:
         return
     stmt = insert_for(dialect, consumer_offsets)
+    new = stmt.excluded.next_offset
+    kept = consumer_offsets.c.next_offset
     await conn.execute(
         stmt.on_conflict_do_update(
             index_elements=["consumer", "topic", "partition"],
-            set_={"next_offset": stmt.excluded.next_offset},
-        ),
-        [
-            {"consumer": consumer, "topic": tp.topic, "partition": tp.partition, "next_offset": n}
-            for tp, n in next_offsets.items()
-        ],
-    )
-
-
-async def advance_offsets(
-    conn: AsyncConnection, dialect: str, consumer: str, next_offsets: Mapping[TopicPartition, int]
-) -> None:
-    """Move the consumer's next offsets forward to ``next_offsets`` where they are further on,
-    never back (another replica may have gone further since a rebalance)."""
-    if not next_offsets:
-        return
-    stmt = insert_for(dialect, consumer_offsets)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["consumer", "topic", "partition"],
-            set_={
-                "next_offset": case(
-                    (
-                        stmt.excluded.next_offset > consumer_offsets.c.next_offset,
-                        stmt.excluded.next_offset,
-                    ),
-                    else_=consumer_offsets.c.next_offset,
-                )
-            },
+            set_={"next_offset": case((new > kept, new), else_=kept) if forward_only else new},
         ),
         [
             {"consumer": consumer, "topic": tp.topic, "partition": tp.partition, "next_offset": n}

@@ -47,7 +47,7 @@ from statestore.bulk import chunks
 from statestore.engine import StoreEngines
 from statestore.feed import ChangeKind, append_changes
 from statestore.history import Fold, FoldResult, HistoryEntry, ObjectKey
-from statestore.offsets import advance_offsets, load_offsets, store_offsets
+from statestore.offsets import load_offsets, store_offsets
 from statestore.persons import PersonMention, index_mentions, pseudonyms_in
 from statestore.projection_sql import (
     FOLD_ORDER,
@@ -141,7 +141,9 @@ class StateRepository:
         """Move the consumer's offsets forward where the log skipped records it never returns
         (Kafka's transaction markers, aborted records): see ``LogConsumer.positions``."""
         async with self._engines.writer.begin() as conn:
-            await advance_offsets(conn, self._engines.dialect, consumer, next_offsets)
+            await store_offsets(
+                conn, self._engines.dialect, consumer, next_offsets, forward_only=True
+            )
 
     async def apply(
         self,

@@ -24,6 +24,12 @@ from statestore.engine import StoreEngines
 from statestore.tables import identity_vault
 
 KNOWN_PSEUDONYMS = 200_000  # remembered per process (about 30 MB at most)
+_ROW = (
+    identity_vault.c.pseudonym,
+    identity_vault.c.kind,
+    identity_vault.c.key_id,
+    identity_vault.c.sealed,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +80,7 @@ class VaultRepository:
     async def get(self, pseudonym: str) -> VaultRow | None:
         async with self._engines.reader.connect() as conn:
             row = (
-                await conn.execute(
-                    select(
-                        identity_vault.c.pseudonym,
-                        identity_vault.c.kind,
-                        identity_vault.c.key_id,
-                        identity_vault.c.sealed,
-                    ).where(identity_vault.c.pseudonym == pseudonym)
-                )
+                await conn.execute(select(*_ROW).where(identity_vault.c.pseudonym == pseudonym))
             ).first()
         return None if row is None else VaultRow(row[0], row[1], row[2], bytes(row[3]))
 
@@ -97,12 +96,7 @@ class VaultRepository:
         """Up to ``limit`` rows sealed under another key than ``key_id``."""
         async with self._engines.reader.connect() as conn:
             rows = await conn.execute(
-                select(
-                    identity_vault.c.pseudonym,
-                    identity_vault.c.kind,
-                    identity_vault.c.key_id,
-                    identity_vault.c.sealed,
-                )
+                select(*_ROW)
                 .where(identity_vault.c.key_id != key_id)
                 .order_by(identity_vault.c.pseudonym)
                 .limit(limit)

@@ -15,7 +15,7 @@ from identity.keys import SealedValueError
 from identity.pseudonyms import pseudonym_of
 from receiver.deps import Citizen, IdentityReader, RuntimeDep, StateReader
 from receiver.person_reads import log_person_reads
-from receiver.problems import Problem, check_day
+from receiver.problems import Problem, check_day, store_failures_as_problems
 from receiver.responses import OrjsonResponse
 from receiver.routes.state import end_of_day
 from statestore.persons import PSEUDONYM, PersonRead
@@ -86,17 +86,8 @@ async def timeline(
             }
         )
     entries.sort(key=lambda e: (e["clinical_time"] or "", e["message_type"], e["object_id"]))
-    await runtime.persons.log_reads(
-        [
-            PersonRead(
-                reader.actor,
-                reader.unit,
-                "intake:state",
-                "timeline",
-                pseudonym=pseudonym,
-                purpose=purpose,
-            )
-        ]
+    await log_person_reads(
+        runtime, reader, "intake:state", "timeline", None, None, pseudonym, purpose
     )
     return OrjsonResponse(
         {
@@ -148,9 +139,11 @@ async def insight(runtime: RuntimeDep, citizen: Citizen) -> OrjsonResponse:
     pseudonym = pseudonym_of(runtime.identities.keyset(), citizen.pid)
     registrations = await runtime.persons.registrations(pseudonym)
     reads = await runtime.persons.reads_of(pseudonym)
-    await runtime.persons.log_reads(
-        [PersonRead(None, "", "intake:insight", "insight", pseudonym=pseudonym)]
-    )
+    with store_failures_as_problems(runtime.metrics.store_errors.labels("gateway").inc):
+        # Who the citizen is stays out of the log: only that their insight was read.
+        await runtime.persons.log_reads(
+            [PersonRead(None, "", "intake:insight", "insight", pseudonym=pseudonym)]
+        )
     return OrjsonResponse(
         {
             "registered": [
