@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,10 +113,18 @@ class Pseudonymiser:
     """Replaces the person identifiers of accepted items, for every model of a catalogue."""
 
     def __init__(
-        self, keys: KeysetFile, models: list[MessageModel], *, enabled: bool = True
+        self,
+        keys: KeysetFile,
+        models: list[MessageModel],
+        *,
+        enabled: bool = True,
+        vaulted: Callable[[str], bool] = lambda pseudonym: False,
     ) -> None:
         # ``enabled=False`` stores identifiers as sent: only for measuring the cost (bench).
         self._enabled = enabled
+        # Whether the vault is known to hold a pseudonym already: then it is not sealed again
+        # (most persons are reported again and again).
+        self._vaulted = vaulted
         self._keys = keys
         self._fields = {model.key: identifier_fields(model) for model in models}
         self._personal = {model.key: personal_fields(model) for model in models}
@@ -151,6 +159,8 @@ class Pseudonymiser:
                 if isinstance(digits, str) and digits and not _PSEUDONYM.fullmatch(digits):
                     pseudonym = pseudonym_of(keyset, digits)
                     parent[name] = pseudonym
+                    if self._vaulted(pseudonym):
+                        continue
                     entries.append(
                         VaultEntry(
                             pseudonym, field.kind, keyset.seal(digits.encode(), pseudonym.encode())

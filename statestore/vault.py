@@ -45,6 +45,10 @@ class VaultRepository:
         self._engines = engines
         self._known: OrderedDict[str, None] = OrderedDict()
 
+    def knows(self, pseudonym: str) -> bool:
+        """Whether this process has stored (or found) the pseudonym's row."""
+        return pseudonym in self._known
+
     async def store(self, entries: Sequence[VaultEntry]) -> None:
         """Keep the entries whose pseudonym the vault does not hold yet."""
         fresh = {e.pseudonym: e for e in entries if e.pseudonym not in self._known}

@@ -218,6 +218,7 @@ async def open_runtime(
     identity_keys = open_identity_keys(settings)
     engines = create_engines(database_url)
     event_log = build_event_log(settings)
+    vault = VaultRepository(engines)
     try:
         runtime = Runtime(
             settings=settings,
@@ -233,9 +234,12 @@ async def open_runtime(
             feed=ReceiptFeed(engines),
             receipt_changed=ChangeSignal(),
             identities=Pseudonymiser(
-                identity_keys, list(catalogue), enabled=settings.identity_protection
+                identity_keys,
+                list(catalogue),
+                enabled=settings.identity_protection,
+                vaulted=vault.knows,
             ),
-            vault=VaultRepository(engines),
+            vault=vault,
             persons=PersonRepository(engines),
         )
         await runtime.codelists.refresh()

@@ -21,7 +21,9 @@ from identity.keys import KeysetError, load_keyset
 from identity.pseudonyms import pseudonym_of
 from receiver.auth import DevIssuer
 from tests.conftest import UNIT
-from tests.integration.helpers import example_message, wait_for_status
+from tests.integration.helpers import appointment, example_message, wait_for_status
+from tests.integration.test_review import import_corrected_codelist, rejected_message
+from tests.integration.test_slash import SlashSender
 from wiring.runtime import open_identity_keys
 from wiring.settings import Settings
 
@@ -32,7 +34,8 @@ MODELS = {
     "NPR_Kontakt/1": "valid/kontakter.json",
     "TANN_Behandling/1": "valid/behandlinger.json",
 }
-PERSON_NUMBER = re.compile(rb"(?<!\d)\d{11,12}(?!\d)")
+SLASH_PERSON = "01019049880"
+REPLAYED_PERSON = "11034210189"
 
 
 def _numbers(message: Any) -> set[str]:
@@ -154,7 +157,11 @@ def test_production_needs_a_keyset_and_a_bad_one_stops_the_process(tmp_path: Pat
 
 
 async def test_no_person_number_sent_is_anywhere_in_the_data_dir(
-    client: httpx.AsyncClient, auth: dict[str, str], settings: Settings, issuer: DevIssuer
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    settings: Settings,
+    issuer: DevIssuer,
+    tmp_path: Path,
 ) -> None:
     numbers: set[str] = set()
     receipts = []
@@ -171,12 +178,32 @@ async def test_no_person_number_sent_is_anywhere_in_the_data_dir(
         assert response.status_code in (202, 422), (path, response.text)
         if response.status_code == 202:
             receipts.append(response.json()["receipt_id"])
+    # Through SLASH too (FHI's encryption steps, as an EPJ client sends)...
+    slashed = appointment("slash-1")
+    slashed[0]["avtale"][0]["person"]["fodselsNr"] = SLASH_PERSON
+    numbers.add(SLASH_PERSON)
+    sent = await SlashSender(client, issuer).send(slashed)
+    assert sent.status_code == 200, sent.text
+    receipts.append(sent.json()["receiptId"])
+    # ... and a rejected item replayed after a code-list fix.
+    replayed = rejected_message("rp-1")
+    replayed[0]["avtale"][1]["person"]["fodselsNr"] = REPLAYED_PERSON
+    numbers.add(REPLAYED_PERSON)
+    response = await client.post("/v1/messages/HST_Avtale/1", json=replayed, headers=auth)
+    receipts.append(response.json()["receipt_id"])
     final = {"applied", "partially_applied", "rejected"}
     for receipt_id in receipts:
         await wait_for_status(client, receipt_id, auth, final)
     reviewer = {"Authorization": f"Bearer {issuer.mint(UNIT, scopes=['intake:review'])}"}
     rejected = (await client.get("/v1/review/items", headers=reviewer)).json()
     assert rejected["total"] > 0
+    await import_corrected_codelist(settings, tmp_path)
+    # Every item failing KOD-001 on the code the import adds (NY) passes now: rp-1 among them.
+    done = await client.post(
+        "/v1/review/replay", json={"filter": {"rule_id": "KOD-001"}}, headers=reviewer
+    )
+    assert done.json()["replayed"], done.text
+    await wait_for_status(client, response.json()["receipt_id"], auth, {"applied"})
     assert len(numbers) >= 10, numbers
 
     found = {
