@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from consumers.fold import FOLDS
 from identity.keys import SealedValueError
 from identity.pseudonyms import pseudonym_of
-from receiver.deps import Citizen, IdentityReader, RuntimeDep, StateReader
+from receiver.deps import Admin, Citizen, IdentityReader, RuntimeDep, StateReader
 from receiver.person_reads import log_person_reads
 from receiver.problems import Problem, check_day, store_failures_as_problems
 from receiver.responses import OrjsonResponse
@@ -95,6 +95,41 @@ async def timeline(
             "as_of": as_of.isoformat() if as_of else None,
             "known_at": known_at.isoformat() if known_at else None,
             "entries": entries,
+        }
+    )
+
+
+@router.get(
+    "/persons/{pseudonym}/reads",
+    summary="Who read one person's data: the access log, for the register's audit (intake:admin)",
+)
+async def reads(
+    pseudonym: str,
+    runtime: RuntimeDep,
+    admin: Admin,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> OrjsonResponse:
+    _checked(pseudonym)
+    entries = await runtime.persons.reads_of(pseudonym, limit=limit)
+    await log_person_reads(
+        runtime, admin, "intake:admin", "access_log", None, None, pseudonym, None
+    )
+    return OrjsonResponse(
+        {
+            "pseudonym": pseudonym,
+            "entries": [
+                {
+                    "at": r.at.isoformat() if r.at else None,
+                    "actor": r.actor,
+                    "organisation": r.organisation or None,
+                    "scope": r.scope,
+                    "action": r.action,
+                    "message_type": r.message_type,
+                    "object_id": r.object_id,
+                    "purpose": r.purpose,
+                }
+                for r in entries
+            ],
         }
     )
 

@@ -97,6 +97,16 @@ async def test_timeline_reidentification_and_insight_with_every_read_logged(
     for name in ("sara.statistikk", "ida.identitet", pseudonym, PERSON):
         assert name not in insight.text  # no staff names, and not even their own number
 
+    # The register's own audit sees who, by name, from the same append-only log.
+    admin = _bearer(issuer.mint(UNIT, scopes=["intake:admin"], subject="revisor"))
+    audit = (await client.get(f"/v1/persons/{pseudonym}/reads", headers=admin)).json()
+    assert [(e["actor"], e["action"]) for e in audit["entries"]] == [
+        ("ida.identitet", "reidentify"),
+        ("sara.statistikk", "state"),
+        ("sara.statistikk", "timeline"),
+    ]
+    assert (await client.get(f"/v1/persons/{pseudonym}/reads", headers=staff)).status_code == 403
+
     # A citizen's token reaches insight only; a unit's token never does.
     assert (
         await client.get("/v1/state/HST_Avtale/hst-1", params={"unit": UNIT}, headers=citizen)
