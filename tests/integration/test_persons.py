@@ -101,6 +101,7 @@ async def test_timeline_reidentification_and_insight_with_every_read_logged(
     admin = _bearer(issuer.mint(UNIT, scopes=["intake:admin"], subject="revisor"))
     audit = (await client.get(f"/v1/persons/{pseudonym}/reads", headers=admin)).json()
     assert [(e["actor"], e["action"]) for e in audit["entries"]] == [
+        (None, "insight"),  # the citizen's own, without who they are
         ("ida.identitet", "reidentify"),
         ("sara.statistikk", "state"),
         ("sara.statistikk", "timeline"),
