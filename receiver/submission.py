@@ -34,6 +34,8 @@ from wiring.runtime import Runtime
 
 RETRY_AFTER_SECONDS = 5
 NOT_KEPT = '{"not_kept": "nested too deeply to keep for review"}'
+# A rejected item larger than this as JSON is kept in the clear (masked) as a note only.
+MAX_SHOWN_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -247,6 +249,12 @@ class SubmissionService:
     def _masked(self, model: MessageModel, as_sent: str, value: Any, path: str | None) -> str:
         if as_sent == NOT_KEPT:  # nested deeper than orjson writes (and masking walks)
             return as_sent
+        if len(as_sent) > MAX_SHOWN_BYTES:
+            # Nobody reads a 15 MB item on a page; a second (masked) copy of it would double
+            # the record past the log's record size. The sealed copy keeps it whole.
+            return orjson.dumps(
+                {"not_shown": f"{len(as_sent):,} bytes: too large to show; reveal or replay it"}
+            ).decode()
         return orjson.dumps(self._rt.identities.masked(model, value, path)).decode()
 
     def _count(self, model: MessageModel, items: list[ExtractedItem]) -> None:
