@@ -18,9 +18,9 @@ from statestore.dialect import insert_for
 from statestore.engine import StoreEngines
 from statestore.tables import person_objects, person_reads
 
-# A pseudonym as identity/pseudonyms.py makes them: key id, dash, 26 base32 characters.
-PSEUDONYM = re.compile(r"p[0-9]{1,8}-[a-z2-7]{26}")
-_PSEUDONYM_BYTES = re.compile(rb"\"(p[0-9]{1,8}-[a-z2-7]{26})\"")
+# A pseudonym as identity/pseudonyms.py makes them: key id, dash, 32 hex digits.
+PSEUDONYM = re.compile(r"p[0-9]{1,8}-[0-9a-f]{32}")
+_PSEUDONYM_BYTES = re.compile(rb"\"(p[0-9]{1,8}-[0-9a-f]{32})\"")
 
 
 def pseudonyms_in(value: Any) -> set[str]:

@@ -34,7 +34,10 @@ def _register(message_type: str) -> str:
 def _checked(pseudonym: str) -> str:
     if not PSEUDONYM.fullmatch(pseudonym):
         raise Problem(
-            422, "invalid_pseudonym", "Not a pseudonym", "A pseudonym looks like p1-<26 letters>."
+            422,
+            "invalid_pseudonym",
+            "Not a pseudonym",
+            "A pseudonym looks like p1-<32 hex digits>.",
         )
     return pseudonym
 

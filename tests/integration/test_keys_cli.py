@@ -10,7 +10,7 @@ import sqlite3
 import httpx
 from typer.testing import CliRunner
 
-from identity.keys import load_keyset
+from identity.keys import KeysetFile, load_keyset
 from intake.cli import app
 from tests.integration.helpers import appointment, wait_for_status
 from wiring.settings import Settings
@@ -46,6 +46,7 @@ async def test_rotate_then_reencrypt_while_the_gateway_runs(
     rotated = await asyncio.to_thread(runner.invoke, app, ["keys", "rotate", *data_dir])
     assert rotated.exit_code == 0, rotated.output
     assert "e2" in rotated.output
+    await asyncio.sleep(KeysetFile.CHECK_SECONDS + 0.1)  # running processes look each second
     await _report(client, auth, "after", "11034210189")  # the same process, no restart
     assert sorted(k for k, _ in _vault(settings).values()) == ["e1", "e2"]
 
