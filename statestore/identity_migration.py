@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Table, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.pseudonyms import Pseudonymiser, VaultEntry
 from schemas.catalogue import Catalogue
@@ -179,7 +178,8 @@ class IdentityMigration:
                             PersonMention(p, unit, message_type, object_id, clinical, recorded)
                             for p in pseudonyms_in(new)
                         ]
-                await self._store(conn, sealed)
+                # In the batch's own transaction: a row never names a pseudonym the vault lacks.
+                await self._vault.store_in(conn, sealed)
                 for row_key, new in updates:
                     condition = [c == v for c, v in zip(key, row_key, strict=True)]
                     await conn.execute(update(table).where(*condition).values({column: new}))
@@ -200,11 +200,6 @@ class IdentityMigration:
             value, found = self._identities.stored(model, value)
             entries += found
         return value, entries
-
-    async def _store(self, conn: AsyncConnection, entries: list[VaultEntry]) -> None:
-        """The vault rows, in the batch's own transaction (so a row never names a pseudonym
-        the vault lacks)."""
-        await self._vault.store_in(conn, entries)
 
     async def _review_items(self, report: MigrationReport) -> None:
         """Review items kept as sent (before the sealed copy): mask them, seal them."""
