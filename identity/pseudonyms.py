@@ -127,15 +127,23 @@ class Pseudonymiser:
         # (most persons are reported again and again).
         self._vaulted = vaulted
         self._keys = keys
-        self._fields = {model.key: identifier_fields(model) for model in models}
         self._personal = {model.key: personal_fields(model) for model in models}
+        # Per (model, item array field) how to find its identifiers; per model, under None,
+        # those of every item record (for :meth:`stored`).
+        self._plans: dict[tuple[str, str | None], _Plan] = {}
+        for model in models:
+            fields = identifier_fields(model)
+            for array_field, of_array in fields.items():
+                self._plans[model.key, array_field] = _Plan.of(of_array)
+            every = tuple(dict.fromkeys(f for of_array in fields.values() for f in of_array))
+            self._plans[model.key, None] = _Plan.of(every)
 
     def item(
         self, model: MessageModel, array_field: str, value: dict[str, Any]
     ) -> tuple[dict[str, Any], list[VaultEntry]]:
         """``value`` (a normalised item) with its identifiers replaced by pseudonyms, and the
         sealed identifiers. ``value`` itself is not changed."""
-        return self._replace(self._fields[model.key].get(array_field, ()), value)
+        return self._replace(self._plans.get((model.key, array_field), _NOTHING), value)
 
     def stored(
         self, model: MessageModel, value: dict[str, Any]
@@ -143,31 +151,53 @@ class Pseudonymiser:
         """As :meth:`item` for a value stored before pseudonymisation (``intake identities
         migrate``), of any of the model's item records; values that are pseudonyms already are
         left alone, so running it again changes nothing."""
-        fields = tuple({f for per_array in self._fields[model.key].values() for f in per_array})
-        return self._replace(fields, value)
+        return self._replace(self._plans[model.key, None], value)
 
     def _replace(
-        self, fields: tuple[IdentifierField, ...], value: dict[str, Any]
+        self, plan: _Plan, value: dict[str, Any]
     ) -> tuple[dict[str, Any], list[VaultEntry]]:
-        if not fields or not self._enabled or not _holds_any(value, fields):
+        if plan.empty or not self._enabled:
             return value, []
         keyset = self._keys.current()
         entries: list[VaultEntry] = []
-        replaced = _copy_along(value, fields)
-        for field in fields:
-            for parent, name in _parents(replaced, field.path):
+        replaced: dict[str, Any] | None = None
+        for parents, names in plan.flat:  # the models' kind: no array on the way
+            parent: Any = value
+            for part in parents:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict):
+                continue
+            copied: dict[str, Any] | None = None
+            for name, kind in names:
                 digits = parent.get(name)
-                if isinstance(digits, str) and digits and not _PSEUDONYM.fullmatch(digits):
-                    pseudonym = pseudonym_of(keyset, digits)
-                    parent[name] = pseudonym
-                    if self._vaulted(pseudonym):
-                        continue
-                    entries.append(
-                        VaultEntry(
-                            pseudonym, field.kind, keyset.seal(digits.encode(), pseudonym.encode())
-                        )
-                    )
-        return replaced, entries
+                if not isinstance(digits, str) or not digits or _is_pseudonym(digits):
+                    continue
+                if copied is None:  # copy the containers down to this record, once
+                    if replaced is None:
+                        replaced = dict(value)
+                    copied = replaced
+                    for part in parents:
+                        copied[part] = dict(copied[part])
+                        copied = copied[part]
+                copied[name] = self._pseudonym(keyset, digits, kind, entries)
+        if plan.nested:
+            replaced = _copy_along(replaced or value, plan.nested)
+            for field in plan.nested:
+                for parent, name in _parents(replaced, field.path):
+                    digits = parent.get(name)
+                    if isinstance(digits, str) and digits and not _is_pseudonym(digits):
+                        parent[name] = self._pseudonym(keyset, digits, field.kind, entries)
+        return (value if replaced is None else replaced), entries
+
+    def _pseudonym(self, keyset: Keyset, digits: str, kind: str, entries: list[VaultEntry]) -> str:
+        """The pseudonym of ``digits``; its sealed identifier added to ``entries`` unless the
+        vault is known to hold it."""
+        pseudonym = pseudonym_of(keyset, digits)
+        if not self._vaulted(pseudonym):
+            entries.append(
+                VaultEntry(pseudonym, kind, keyset.seal(digits.encode(), pseudonym.encode()))
+            )
+        return pseudonym
 
     def keyset(self) -> Keyset:
         return self._keys.current()
@@ -202,18 +232,36 @@ class Pseudonymiser:
         return orjson.loads(item_json), orjson.loads(block_json)
 
 
-def _holds_any(value: dict[str, Any], fields: tuple[IdentifierField, ...]) -> bool:
-    """Whether any identifier field holds a number (a quick look down array-free paths, the
-    models' only kind; a path through an array counts as holding one)."""
-    for field in fields:
-        node: Any = value
-        for part in field.path:
-            if part == "[]":
-                return True
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, str) and node and not _PSEUDONYM.fullmatch(node):
-            return True
-    return False
+def _is_pseudonym(value: str) -> bool:
+    return value[0] == "p" and _PSEUDONYM.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to find a model's identifier fields in an item, worked out once per field set:
+    fields on array-free paths grouped by the record holding them (one walk per record), and
+    the fields under an array, walked generically."""
+
+    flat: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...]
+    nested: tuple[IdentifierField, ...]
+
+    @classmethod
+    def of(cls, fields: tuple[IdentifierField, ...]) -> _Plan:
+        groups: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        nested = []
+        for field in fields:
+            if "[]" in field.path:
+                nested.append(field)
+            else:
+                groups.setdefault(field.path[:-1], []).append((field.path[-1], field.kind))
+        return cls(tuple((k, tuple(v)) for k, v in groups.items()), tuple(nested))
+
+    @property
+    def empty(self) -> bool:
+        return not self.flat and not self.nested
+
+
+_NOTHING = _Plan((), ())
 
 
 def _as_sent_context(receipt_id: str, item_index: int) -> bytes:

@@ -3,10 +3,13 @@ replacing the person identifiers of an item (identity/)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,13 @@ from identity.keys import (
     rotate,
     write_keyset,
 )
-from identity.pseudonyms import Pseudonymiser, identifier_fields, pseudonym_of
+from identity.pseudonyms import (
+    IdentifierField,
+    Pseudonymiser,
+    _Plan,
+    identifier_fields,
+    pseudonym_of,
+)
 from schemas.catalogue import load_catalogue
 from tests.integration.helpers import appointment
 
@@ -130,3 +139,38 @@ def test_an_items_identifiers_become_pseudonyms_and_the_item_is_left_as_it_was(
     other = catalogue.require("NPR_Kontakt", 1)
     again, _ = pseudonyms.item(other, "kontakt", {"person": {"fodselsNr": FNR}})
     assert again["person"]["fodselsNr"] == pseudonym
+
+
+def test_the_pseudonym_mac_is_hmac_sha256() -> None:
+    keyset = new_keyset()
+    for data in (b"", b"person-identifier\x1f" + FNR.encode(), os.urandom(200)):
+        assert keyset.mac(data) == hmac.digest(keyset.pseudonym_key, data, hashlib.sha256)
+
+
+def test_identifiers_under_arrays_and_in_several_records_are_all_replaced(
+    keyset_path: Path,
+) -> None:
+    pseudonyms = Pseudonymiser(KeysetFile(keyset_path), [])
+    plan = _Plan.of(
+        (
+            IdentifierField(("person", "fodselsNr"), "fnr"),
+            IdentifierField(("mor", "fodselsNr"), "fnr"),
+            IdentifierField(("parorende", "[]", "dNr"), "dnr"),
+        )
+    )
+    value: dict[str, Any] = {
+        "person": {"fodselsNr": FNR},
+        "mor": {"fodselsNr": "01010112345"},
+        "parorende": [{"dNr": "41010112345"}, {"dNr": None}, "not a record"],
+    }
+    replaced, sealed = pseudonyms._replace(plan, value)
+    keyset = KeysetFile(keyset_path).current()
+    assert replaced["person"]["fodselsNr"] == pseudonym_of(keyset, FNR)
+    assert replaced["mor"]["fodselsNr"] == pseudonym_of(keyset, "01010112345")
+    assert replaced["parorende"][0]["dNr"] == pseudonym_of(keyset, "41010112345")
+    assert replaced["parorende"][1:] == [{"dNr": None}, "not a record"]
+    assert value["parorende"][0]["dNr"] == "41010112345"  # the caller's value is not changed
+    assert value["mor"]["fodselsNr"] == "01010112345"
+    assert sorted(e.kind for e in sealed) == ["dnr", "fnr", "fnr"]
+    # pseudonyms already are left alone: a second pass changes nothing and seals nothing
+    assert pseudonyms._replace(plan, replaced) == (replaced, [])
