@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -106,3 +107,21 @@ async def webhook_endpoint(
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: answers with ``statuses`` in turn (then 200), or hangs."""
+
+    statuses: list[int] = field(default_factory=list)
+    hang_seconds: float = 0.0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        self.received.append((dict(request.headers), body))
+        if self.hang_seconds:
+            await asyncio.sleep(self.hang_seconds)
+        status = self.statuses.pop(0) if self.statuses else 200
+        return Response(status_code=status)

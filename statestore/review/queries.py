@@ -357,7 +357,7 @@ def _without_status(flt: ReviewFilter) -> ReviewFilter:
 
 
 def _conditions(flt: ReviewFilter) -> list[Any]:
-    r, f = review_items, review_findings
+    r = review_items
     out: list[Any] = []
     if flt.unit:
         out.append(r.c.unit == flt.unit)
@@ -376,12 +376,16 @@ def _conditions(flt: ReviewFilter) -> list[Any]:
     if flt.day_to:
         out.append(r.c.received_day <= flt.day_to.isoformat())
     if flt.rule_id or flt.level:
+        # Its own alias of the findings, correlated to the items only: the statistics join the
+        # findings in the outer query, and auto-correlation would then leave this subquery
+        # with no FROM at all.
+        f = review_findings.alias("filter_findings")
         finding = [f.c.item_id == r.c.item_id]
         if flt.rule_id:
             finding.append(f.c.rule_id == flt.rule_id)
         if flt.level:
             finding.append(f.c.level == flt.level)
-        out.append(exists().where(and_(*finding)))
+        out.append(exists().where(and_(*finding)).correlate(r))
     return out
 
 

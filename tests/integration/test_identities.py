@@ -7,8 +7,10 @@ Every byte of the data dir (SQLite files and their WAL) is scanned for the numbe
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from tests.conftest import UNIT
 from tests.integration.helpers import appointment, example_message, wait_for_status
 from tests.integration.test_review import import_corrected_codelist, rejected_message
 from tests.integration.test_slash import SlashSender
+from tests.integration.test_webhooks import SECRET
+from tests.servers import Receiver
 from wiring.runtime import open_identity_keys
 from wiring.settings import Settings
 
@@ -162,9 +166,13 @@ async def test_no_person_number_sent_is_anywhere_in_the_data_dir(
     settings: Settings,
     issuer: DevIssuer,
     tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     numbers: set[str] = set()
     receipts = []
+    # The unit's webhook receives every receipt pushed: its bodies are scanned too.
+    hook = {"url": receiver.url, "secret": SECRET}
+    assert (await client.put("/v1/webhook", json=hook, headers=auth)).status_code == 200
     examples = sorted(
         (Path(__file__).parents[2] / "schemas" / "models").glob("*/1/examples/*/*.json")
     )
@@ -215,6 +223,16 @@ async def test_no_person_number_sent_is_anywhere_in_the_data_dir(
         for number in numbers
     }
     assert {n: where for n, where in found.items() if where} == {}
+
+    def pushed() -> set[str]:
+        return {orjson.loads(body)["receipt"]["receipt_id"] for _, body in receiver.received}
+
+    deadline = time.monotonic() + 30
+    while not set(receipts) <= pushed() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert set(receipts) <= pushed()
+    bodies = b"\n".join(body for _, body in receiver.received)
+    assert [n for n in numbers if n.encode() in bodies] == []
 
     # A reviewer still sees a rejected person number on a logged reveal: from the sealed copy.
     for row in rejected["items"]:

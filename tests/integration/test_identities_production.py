@@ -24,6 +24,8 @@ from receiver.auth import DevIssuer
 from tests.conftest import UNIT, fresh_postgres_database, require_service, running_app
 from tests.integration.helpers import wait_for_status
 from tests.integration.test_identities import _numbers
+from tests.integration.test_webhooks import SECRET
+from tests.servers import Receiver
 from wiring.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -83,7 +85,9 @@ async def _topic_bytes(bootstrap: str, prefix: str) -> bytes:
 
 
 async def test_no_person_number_in_topics_database_logs_or_metrics(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    receiver: Receiver,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     bootstrap = require_service("INTAKE_TEST_KAFKA_BOOTSTRAP", "Apache Kafka")
@@ -104,6 +108,8 @@ async def test_no_person_number_in_topics_database_logs_or_metrics(
     reviewer = {"Authorization": f"Bearer {issuer.mint(UNIT, scopes=['intake:review'])}"}
     numbers: set[str] = set()
     async with running_app(create_app(settings, registry=CollectorRegistry())) as client:
+        hook = {"url": receiver.url, "secret": SECRET}
+        assert (await client.put("/v1/webhook", json=hook, headers=auth)).status_code == 200
         receipts = []
         for path in sorted(MODELS.glob("*/1/examples/*/*.json")):
             if path.name.endswith(".expected.json"):
@@ -124,6 +130,12 @@ async def test_no_person_number_in_topics_database_logs_or_metrics(
             if listed.get("total", 0) > 0:
                 break
             await asyncio.sleep(0.05)
+        for _ in range(300):  # every receipt pushed to the unit's webhook
+            pushed = {orjson.loads(b)["receipt"]["receipt_id"] for _, b in receiver.received}
+            if set(receipts) <= pushed:
+                break
+            await asyncio.sleep(0.1)
+        assert set(receipts) <= pushed
         metrics = (await client.get("/metrics")).text
     assert len(numbers) >= 10
 
@@ -138,7 +150,13 @@ async def test_no_person_number_in_topics_database_logs_or_metrics(
     assert b"identity_vault" in dump
     logs = "\n".join(r.getMessage() for r in caplog.records)
     assert caplog.records
-    places = {"topics": topics, "pg_dump": dump, "logs": logs.encode(), "metrics": metrics.encode()}
+    places = {
+        "topics": topics,
+        "pg_dump": dump,
+        "logs": logs.encode(),
+        "metrics": metrics.encode(),
+        "webhooks": b"\n".join(body for _, body in receiver.received),
+    }
     found = {
         number: [where for where, data in places.items() if number.encode() in data]
         for number in numbers

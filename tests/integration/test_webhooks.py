@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,43 +15,15 @@ import httpx
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.requests import Request
-from starlette.responses import Response
 
 from receiver.app import create_app
 from receiver.auth import DevIssuer
 from tests.conftest import UNIT, running_app
 from tests.integration.helpers import appointment, wait_for_status
-from tests.servers import webhook_endpoint
+from tests.servers import Receiver
 from wiring.settings import Settings
 
 SECRET = "s3cret-for-tests-0123456789-abcdefghij"
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver: answers with ``statuses`` in turn (then 200), or hangs."""
-
-    statuses: list[int] = field(default_factory=list)
-    hang_seconds: float = 0.0
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.body()
-        self.received.append((dict(request.headers), body))
-        if self.hang_seconds:
-            await asyncio.sleep(self.hang_seconds)
-        status = self.statuses.pop(0) if self.statuses else 200
-        return Response(status_code=status)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    hook = Receiver()
-    async with webhook_endpoint(hook.handle) as url:
-        hook.url = url
-        yield hook
 
 
 @pytest.fixture
