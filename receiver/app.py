@@ -38,6 +38,7 @@ from receiver.routes import (
     receipts,
     review_api,
     review_pages,
+    review_triage,
     slash,
     state,
     webhooks,
@@ -185,6 +186,7 @@ def create_app(
         state.router,
         persons.router,
         review_api.router,
+        review_triage.router,
         review_pages.router,
         operations.router,
     )

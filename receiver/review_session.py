@@ -91,6 +91,22 @@ async def get_reviewer(
     return Reviewer(principal, name, csrf, by_cookie)
 
 
+async def signed_in(request: Request) -> Reviewer | None:
+    """The reviewer a browser's session cookie names, or None (for pages that show the menu
+    whatever happened, such as an error page): no CSRF check, nothing is changed."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    try:
+        principal = await principal_from_token(request, token)
+    except NotSignedIn:
+        return None
+    if SCOPE not in principal.scopes:
+        return None
+    name = principal.actor or principal.client_id or f"unit {principal.unit}"
+    return Reviewer(principal, name, csrf_for(token), True)
+
+
 async def _check_csrf(request: Request, expected: str) -> None:
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(

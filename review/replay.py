@@ -29,7 +29,7 @@ from eventlog.port import ProduceRecord
 from identity.pseudonyms import VaultEntry
 from review.masking import as_sent
 from schemas.events import Event, event_for_item
-from statestore.review import Replayed, ReviewRepository, ReviewRow
+from statestore.review import Replayed, ReviewFilter, ReviewRepository, ReviewRow
 from validators.engine import ValidationContext
 from validators.findings import has_errors
 from wiring.runtime import Runtime
@@ -66,6 +66,26 @@ class ReplayCheck:
 class ReplayResult:
     checks: list[ReplayCheck]
     replayed: list[ReplayCheck]
+
+
+@dataclass(slots=True)
+class ReplayTotals:
+    """A replay over a whole filter, done chunk by chunk: how many had each verdict."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    replayed: list[ReplayCheck] = field(default_factory=list)
+
+    @property
+    def checked(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, result: ReplayResult) -> None:
+        for c in result.checks:
+            self.counts[c.verdict] = self.counts.get(c.verdict, 0) + 1
+        self.replayed.extend(result.replayed)
+
+
+REPLAY_CHUNK = 500  # items validated and published per transaction of a replay over a filter
 
 
 class ReplayService:
@@ -162,6 +182,16 @@ class ReplayService:
             correlation_id=correlation_id,
         )
         return ReplayResult(checks, passing)
+
+    async def replay_filter(
+        self, flt: ReviewFilter, actor: str, correlation_id: str
+    ) -> ReplayTotals:
+        """Replay every item of a filter, :data:`REPLAY_CHUNK` at a time (each chunk published
+        and recorded before the next is read, so a failure part way keeps what was done)."""
+        totals = ReplayTotals()
+        async for chunk in self._review.id_chunks(flt, REPLAY_CHUNK):
+            totals.add(await self.replay(chunk, actor, correlation_id))
+        return totals
 
 
 def _moved(path: str, alone: str, original: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from review.errors import InvalidQuery
 from review.masking import item_prefix, mask, mask_text, personal_fields
@@ -22,6 +23,7 @@ from statestore.review import (
     SORTS,
     STATUSES,
     Page,
+    ProblemPage,
     ReviewFilter,
     ReviewRepository,
     ReviewRow,
@@ -47,21 +49,6 @@ LEVEL_LABELS = {
     "integrity": "Integritet",
 }
 MAX_PERIOD_DAYS = 366
-SUMMARY_COLUMNS = (
-    "item_id",
-    "received_at",
-    "unit",
-    "vendor",
-    "software",
-    "message_type",
-    "version",
-    "object_id",
-    "status",
-    "assignee",
-    "rule_ids",
-    "receipt_id",
-    "item_index",
-)
 
 
 def read_filter(query: Mapping[str, str]) -> ReviewFilter:
@@ -83,6 +70,11 @@ def read_filter(query: Mapping[str, str]) -> ReviewFilter:
     day_from, day_to = _day(query, "from"), _day(query, "to")
     if day_from and day_to and day_from > day_to:
         raise _bad("from", "a day before 'to'")
+    problem = text("problem", 16)
+    if problem is not None and not (
+        len(problem) == 16 and all(c in "0123456789abcdef" for c in problem)
+    ):
+        raise _bad("problem", "a problem id (16 hexadecimal digits)")
     return ReviewFilter(
         unit=text("unit", 9),
         vendor=text("vendor"),
@@ -94,6 +86,7 @@ def read_filter(query: Mapping[str, str]) -> ReviewFilter:
         status=status,
         day_from=day_from,
         day_to=day_to,
+        problem=problem,
     )
 
 
@@ -253,6 +246,7 @@ def statistics_view(stats: Statistics) -> dict[str, Any]:
         "by_rule": [
             {
                 "rule_id": rule,
+                "title": rule_title(rule),
                 "total": sum(per_day.values()),
                 "by_day": [per_day.get(d, 0) for d in stats.days],
             }
@@ -262,8 +256,133 @@ def statistics_view(stats: Statistics) -> dict[str, Any]:
         ],
         "by_unit": [{"unit": u, "rejected": n} for u, n in stats.by_unit],
         "by_vendor": [{"vendor": v or None, "rejected": n} for v, n in stats.by_vendor],
-        "top_rules": [{"rule_id": r, "rejected": n} for r, n in stats.top_rules],
+        "top_rules": [
+            {"rule_id": r, "title": rule_title(r), "rejected": n} for r, n in stats.top_rules
+        ],
+        "counts": {
+            "by_rule": "rejected items per day with an error of the rule (an item with errors "
+            "of two rules counts once for each)",
+            "rejected_by_day": "rejected items per day",
+            "received_by_day": "items received per day (accepted and rejected)",
+        },
     }
+
+
+def problems_view(found: ProblemPage) -> dict[str, Any]:
+    return {
+        "problems": [
+            {
+                "problem": p.problem,
+                "rule_id": p.rule_id,
+                "title": rule_title(p.rule_id),
+                "fix": rule_fixes().get(p.rule_id, ""),
+                "level": p.level,
+                "field": p.field,
+                "value": p.value,
+                "message_type": p.message_type,
+                "version": p.version,
+                "vendor": p.vendor,
+                "software": p.software,
+                "software_version": p.software_version,
+                "items": p.items,
+                "open_items": p.open_items,
+                "units": p.units,
+                "first_seen": p.first_seen.isoformat(),
+                "last_seen": p.last_seen.isoformat(),
+                "last_7_days": p.last_7_days,
+                "previous_7_days": p.previous_7_days,
+                "trend": p.trend,
+            }
+            for p in found.rows
+        ],
+        "total": found.total,
+        "items": found.items,
+        "page": found.page,
+        "pages": found.pages,
+        "page_size": found.page_size,
+    }
+
+
+# -- the access log -------------------------------------------------------------------------------
+
+ACCESS_ACTIONS = {
+    "list": "Liste",
+    "view": "Visning",
+    "reveal": "Avmaskering",
+    "export": "Eksport",
+    "replay": "Ny validering",
+}
+ACCESS_PAGE_SIZE = 100
+_QUERY_LABELS = {
+    "unit": "enhet",
+    "vendor": "leverandør",
+    "software": "programvare",
+    "message_type": "meldingstype",
+    "version": "versjon",
+    "rule_id": "regel",
+    "level": "nivå",
+    "status": "status",
+    "problem": "problem",
+    "from": "fra",
+    "to": "til",
+    "page": "side",
+    "sort": "sortering",
+}
+
+
+async def access_page(review: ReviewRepository, query: Mapping[str, str]) -> dict[str, Any]:
+    """A page of the access log, newest first, filtered by item, person and action."""
+    item_id = query.get("item_id", "").strip()[:36] or None
+    actor = query.get("actor", "").strip()[:200] or None
+    action = query.get("action", "").strip() or None
+    if action is not None and action not in ACCESS_ACTIONS:
+        raise _bad("action", "one of " + ", ".join(ACCESS_ACTIONS))
+    page = read_int(query, "page", 1, 1_000_000)
+    total = await review.access_count(item_id=item_id, actor=actor, action=action)
+    entries = await review.access_log(
+        item_id=item_id,
+        actor=actor,
+        action=action,
+        limit=ACCESS_PAGE_SIZE,
+        offset=(page - 1) * ACCESS_PAGE_SIZE,
+    )
+    return {
+        "entries": entries,
+        "total": total,
+        "page": page,
+        "pages": max(1, -(-total // ACCESS_PAGE_SIZE)),
+        "item_id": item_id,
+        "actor": actor,
+        "action": action,
+    }
+
+
+def describe_access(path: str | None) -> str:
+    """What a list or export was of, in words: "regel KOD-001, leverandør DIPS"."""
+    if not path:
+        return ""
+    if ":" in path and "=" not in path:  # a revealed field: item:/person/fodselsNr
+        return "felt " + path.split(":", 1)[1]
+    parts = []
+    for name, value in parse_qsl(path):
+        if not value or name in ("page_size", "desc"):
+            continue
+        if name == "status":
+            value = STATUS_LABELS.get(value, value)
+        elif name == "level":
+            value = LEVEL_LABELS.get(value, value)
+        elif name in ("from", "to") and _is_day(value):
+            value = day_text(value)
+        parts.append(f"{_QUERY_LABELS.get(name, name)} {value}")
+    return ", ".join(parts) or "alle"
+
+
+def _is_day(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def completeness_view(units: Sequence[UnitDays], days: Sequence[str]) -> dict[str, Any]:
@@ -288,14 +407,26 @@ def day_list(first: date, last: date) -> list[str]:
 # -- CSV ------------------------------------------------------------------------------------------
 
 
+# Review exports are read in Norwegian Excel, which splits a CSV on semicolons and reads it as
+# UTF-8 only after a byte order mark: so every review CSV is semicolon-separated with a BOM,
+# Norwegian headers, and times as dd.mm.yyyy HH:MM (docs/review.md).
+CSV_BOM = "\ufeff"
+
+
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A CSV document: the header, then each row with its cells as :func:`_cell` writes them."""
+    """A CSV document: the BOM, the header, then each row's cells as :func:`_cell` writes them."""
+    return CSV_BOM + "".join(csv_lines([header])) + "".join(csv_lines(rows))
+
+
+def csv_lines(rows: Iterable[Sequence[Any]]) -> Iterable[str]:
+    """CSV lines, one per row (for streaming an export chunk by chunk)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
     for row in rows:
         writer.writerow([_cell(v) for v in row])
-    return buffer.getvalue()
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
 
 
 def _cell(value: Any) -> str:
@@ -308,10 +439,61 @@ def _cell(value: Any) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+SUMMARY_HEADERS = (
+    "Element-id",
+    "Mottatt",
+    "Enhet",
+    "Leverandør",
+    "Programvare",
+    "Programvareversjon",
+    "Meldingstype",
+    "Versjon",
+    "Objekt-id",
+    "Status",
+    "Saksbehandler",
+    "Regler",
+    "Feil",
+    "Kvittering",
+    "Element nr.",
+)
+
+
 def summary_rows(rows: Iterable[ReviewRow]) -> Iterable[list[Any]]:
+    """The export's rows, in :data:`SUMMARY_HEADERS` order."""
     for row in rows:
         s = summary(row)
-        yield [s[c] for c in SUMMARY_COLUMNS]
+        yield [
+            s["item_id"],
+            when(row.received_at),
+            s["unit"],
+            s["vendor"],
+            s["software"],
+            s["software_version"],
+            s["message_type"],
+            s["version"],
+            s["object_id"],
+            STATUS_LABELS.get(row.status, row.status),
+            s["assignee"],
+            s["rule_ids"],
+            "; ".join(rule_title(r) for r in row.rule_ids),
+            s["receipt_id"],
+            s["item_index"],
+        ]
+
+
+def when(instant: datetime | str) -> str:
+    """An instant as people in Norway read it: 23.11.2026 14:05 (the one format of every page
+    and export)."""
+    if isinstance(instant, str):
+        instant = datetime.fromisoformat(instant)
+    return instant.astimezone(CARE_TIMEZONE).strftime("%d.%m.%Y %H:%M")
+
+
+def day_text(day: date | str) -> str:
+    """A day as people in Norway read it: 23.11.2026."""
+    if isinstance(day, str):
+        day = date.fromisoformat(day)
+    return day.strftime("%d.%m.%Y")
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -345,3 +527,18 @@ def _fields(flt: ReviewFilter) -> dict[str, Any]:
 @cache
 def rule_ids() -> list[str]:
     return sorted(load_rules())
+
+
+@cache
+def rule_titles() -> dict[str, str]:
+    """Each rule's Norwegian title (validators/rules.toml)."""
+    return {rule_id: rule.title_nb for rule_id, rule in load_rules().items()}
+
+
+def rule_title(rule_id: str) -> str:
+    return rule_titles().get(rule_id, "")
+
+
+@cache
+def rule_fixes() -> dict[str, str]:
+    return {rule_id: rule.fix_nb for rule_id, rule in load_rules().items()}

@@ -349,9 +349,15 @@ review_findings = Table(
     Column("level", String(16), nullable=False),
     Column("severity", String(8), nullable=False),
     Column("path", String(500), nullable=False),
+    # The problem the finding belongs to (statestore/review/problems.py): the field, the
+    # offending value where it names a code (masked), and the id of the whole key.
+    Column("field", String(200)),
+    Column("value", String(200)),
+    Column("problem", String(16)),
     PrimaryKeyConstraint("item_id", "position"),
     ForeignKeyConstraint(["item_id"], ["review_items.item_id"], ondelete="CASCADE"),
     Index("ix_review_findings_rule", "rule_id", "item_id"),
+    Index("ix_review_findings_problem", "problem", "item_id"),
 )
 
 # What happened to a review item: notes, status and assignee changes, replays (append-only).
@@ -381,7 +387,8 @@ review_access_log = Table(
     Column("item_id", String(36)),
     Column("path", String(500)),
     Column("reason", String(500)),
-    Column("item_count", Integer),
+    Column("item_count", Integer),  # items shown or exported
+    Column("total_count", Integer),  # items the filter matched (a list shows one page of them)
     Column("correlation_id", String(100)),
     Index("ix_review_access_item", "item_id", "seq"),
     Index("ix_review_access_at", "at"),

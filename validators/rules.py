@@ -28,6 +28,8 @@ class Rule:
     since: str
     message_nb: str
     message_en: str
+    title_nb: str = ""  # a short name, shown beside the id wherever a rule is listed
+    fix_nb: str = ""  # what usually fixes it, for quality staff and vendors
     applies_to: tuple[str, ...] = ("*",)  # "Type/version" keys, or "*" for every model
 
     def applies(self, model_key: str) -> bool:
@@ -54,6 +56,8 @@ class Rule:
             "applies_to": list(self.applies_to),
             "message_nb": self.message_nb,
             "message_en": self.message_en,
+            "title_nb": self.title_nb,
+            "fix_nb": self.fix_nb,
         }
 
 
@@ -72,6 +76,8 @@ def parse_catalogue(text: str) -> dict[str, Rule]:
             since=entry["since"],
             message_nb=entry["message_nb"],
             message_en=entry["message_en"],
+            title_nb=entry["title_nb"],
+            fix_nb=entry["fix_nb"],
             applies_to=tuple(entry.get("applies_to", ["*"])),
         )
     return rules

@@ -3,9 +3,10 @@ reveal, replay, statistics and completeness across units, as JSON (and CSV). The
 (:mod:`receiver.routes.review_pages`) do the same for people in a browser.
 
 Filters are query parameters: ``unit, vendor, software, message_type, version, rule_id, level,
-status, from, to`` (days in Norway, inclusive). Bulk actions and replay take the same filter in
-their body, or explicit ``item_ids``. Every read of an item, export, reveal and replay is written
-to the access log.
+status, problem, from, to`` (days in Norway, inclusive; vendor and software in any case). Bulk
+actions and replay take the same filter in their body, or explicit ``item_ids``, and cover every
+item of the filter, in chunks; nothing is cut off silently. Every read of an item, export, reveal
+and replay is written to the access log.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from receiver.deps import RuntimeDep
@@ -23,12 +25,14 @@ from receiver.review_session import Reviewer, ReviewerDep
 from receiver.submission import log_unavailable_as_problem
 from review import views
 from review.masking import as_sent, reveal_value
-from review.replay import REPLAY_LATER, ReplayService, verdict_summary
-from statestore.review import ReviewRepository, ReviewRow, Status
+from review.replay import REPLAY_LATER, ReplayService, ReplayTotals, verdict_summary
+from statestore.review import ReviewFilter, ReviewRepository, ReviewRow, Status
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
 
-MAX_BULK = 10_000
+MAX_IDS = 10_000  # explicit item_ids in one request (a filter has no limit)
+CHUNK = 1000  # items per transaction of a bulk change, rows per read of an export
+MAX_PREVIEW_PAGE = 500  # items re-validated per replay preview page
 
 
 async def get_review(runtime: RuntimeDep) -> ReviewRepository:  # async: see receiver.deps
@@ -43,14 +47,15 @@ def correlation_id(request: Request) -> str:
 
 
 async def log_list(
-    review: ReviewRepository, reviewer: Reviewer, request: Request, shown: int
+    review: ReviewRepository, reviewer: Reviewer, request: Request, shown: int, total: int
 ) -> None:
-    """A list of rejected items was read: who, how many, with which filter."""
+    """A list of rejected items was read: who, how many of how many, with which filter."""
     await review.log_access(
         reviewer.name,
         "list",
         path=str(request.url.query)[:500] or None,
         item_count=shown,
+        total_count=total,
         correlation_id=correlation_id(request),
     )
 
@@ -82,7 +87,7 @@ class RevealIn(BaseModel):
 class Selection(BaseModel):
     """Items to act on: explicit ids, or every item matching a filter (query-style keys)."""
 
-    item_ids: list[str] | None = Field(default=None, max_length=MAX_BULK)
+    item_ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
     filter: dict[str, str] | None = None
 
 
@@ -90,22 +95,61 @@ class BulkChange(Selection):
     status: Status | None = None
     assignee: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=4000)
+    expected: int | None = Field(
+        default=None,
+        ge=0,
+        description="The count the caller confirmed; if the filter now matches another "
+        "count, nothing is changed (409 selection_changed).",
+    )
 
 
-async def selected_ids(review: ReviewRepository, selection: Selection) -> list[str]:
-    if selection.item_ids is not None:
-        return selection.item_ids
+class PreviewSelection(Selection):
+    page: int = Field(default=1, ge=1)
+    page_size: int = Field(default=200, ge=1, le=MAX_PREVIEW_PAGE)
+
+
+def selection_filter(selection: Selection) -> ReviewFilter:
     if selection.filter is None:
         raise Problem(
             422, "empty_selection", "Nothing selected", "Send item_ids or a filter (may be {})."
         )
-    return await review.ids(views.read_filter(selection.filter), MAX_BULK)
+    return views.read_filter(selection.filter)
+
+
+async def change_filter(
+    review: ReviewRepository,
+    flt: ReviewFilter,
+    actor: str,
+    *,
+    status: Status | None,
+    assignee: str | None,
+    note: str | None,
+) -> tuple[int, int]:
+    """Change every item of a filter, :data:`CHUNK` per transaction: (selected, changed).
+
+    The ids are read first, so an item that leaves the filter by the change (a status filter)
+    is neither skipped nor changed twice."""
+    ids = [item_id async for chunk in review.id_chunks(flt, CHUNK) for item_id in chunk]
+    changed = 0
+    for start in range(0, len(ids), CHUNK):
+        changed += await review.change(
+            ids[start : start + CHUNK], actor, status=status, assignee=assignee, note=note
+        )
+    return len(ids), changed
+
+
+def replay_totals(totals: ReplayTotals) -> dict[str, Any]:
+    return {
+        "checked": totals.checked,
+        "counts": totals.counts,
+        "replayed": [c.as_dict() for c in totals.replayed],
+    }
 
 
 @router.get("/items", summary="Rejected items, filtered, sorted and paged")
 async def list_items(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> OrjsonResponse:
     page, _, _ = await views.search(review, dict(request.query_params))
-    await log_list(review, reviewer, request, len(page.rows))
+    await log_list(review, reviewer, request, len(page.rows), page.total)
     return OrjsonResponse(
         {
             "items": [views.summary(r) for r in page.rows],
@@ -118,18 +162,47 @@ async def list_items(request: Request, reviewer: ReviewerDep, review: ReviewDep)
     )
 
 
+@router.get("/problems", summary="Rejected items grouped into problems, largest first")
+async def problems(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> OrjsonResponse:
+    query = dict(request.query_params)
+    found = await review.problems(
+        views.read_filter(query),
+        page=views.read_int(query, "page", 1, 1_000_000),
+        page_size=views.read_int(query, "page_size", 50, 200),
+    )
+    await log_list(review, reviewer, request, sum(p.items for p in found.rows), found.items)
+    return OrjsonResponse(views.problems_view(found))
+
+
 @router.get("/items.csv", summary="Rejected items as CSV (masked), every row of the filter")
 async def export_items(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> Any:
+    """Streamed chunk by chunk (memory stays one chunk, whatever the filter matches):
+    semicolon-separated UTF-8 with a BOM and Norwegian headers, for Norwegian Excel."""
     flt = views.read_filter(dict(request.query_params))
-    rows = await review.summaries(flt, MAX_BULK)
+    total = await review.count(flt)
     await review.log_access(
         reviewer.name,
         "export",
-        item_count=len(rows),
+        path=str(request.url.query)[:500] or None,
+        item_count=total,
+        total_count=total,
         reason="items.csv",
         correlation_id=correlation_id(request),
     )
-    return csv_response("rejected-items.csv", views.SUMMARY_COLUMNS, views.summary_rows(rows))
+
+    async def lines() -> Any:
+        yield views.CSV_BOM + "".join(views.csv_lines([views.SUMMARY_HEADERS]))
+        async for chunk in review.summary_chunks(flt, CHUNK):
+            yield "".join(views.csv_lines(views.summary_rows(chunk)))
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="avviste-elementer.csv"',
+            "X-Total-Count": str(total),
+        },
+    )
 
 
 @router.get("/items/{item_id}", summary="One rejected item, masked, with its findings explained")
@@ -215,19 +288,47 @@ async def reveal(
 
 @router.post("/bulk", summary="Set status/assignee or add a note on many items")
 async def bulk(body: BulkChange, reviewer: ReviewerDep, review: ReviewDep) -> OrjsonResponse:
-    ids = await selected_ids(review, body)
-    changed = await review.change(
-        ids, reviewer.name, status=body.status, assignee=body.assignee, note=body.note
+    if body.item_ids is not None:
+        changed = await review.change(
+            body.item_ids, reviewer.name, status=body.status, assignee=body.assignee, note=body.note
+        )
+        return OrjsonResponse({"selected": len(body.item_ids), "changed": changed})
+    flt = selection_filter(body)
+    if body.expected is not None and (now := await review.count(flt)) != body.expected:
+        raise Problem(
+            409,
+            "selection_changed",
+            "The selection changed",
+            f"The filter matches {now} items now, not {body.expected}: nothing was changed.",
+        )
+    selected, changed = await change_filter(
+        review, flt, reviewer.name, status=body.status, assignee=body.assignee, note=body.note
     )
-    return OrjsonResponse({"selected": len(ids), "changed": changed})
+    return OrjsonResponse({"selected": selected, "changed": changed})
 
 
-@router.post("/replay/preview", summary="Which selected items would pass validation now")
+@router.post("/replay/preview", summary="Which selected items would pass validation now, a page")
 async def replay_preview(
-    body: Selection, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
+    body: PreviewSelection, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
 ) -> OrjsonResponse:
-    checks = await ReplayService(runtime, review).check(await selected_ids(review, body))
-    return OrjsonResponse(verdict_summary(checks))
+    if body.item_ids is not None:
+        ids, total = body.item_ids, len(body.item_ids)
+    else:
+        flt = selection_filter(body)
+        total = await review.count(flt)
+        start = (body.page - 1) * body.page_size
+        ids = await review.ids(flt, body.page_size, offset=start)
+    checks = await ReplayService(runtime, review).check(ids)
+    shown_to = (body.page - 1) * body.page_size + len(ids) if body.item_ids is None else total
+    return OrjsonResponse(
+        {
+            **verdict_summary(checks),
+            "total": total,
+            "page": body.page,
+            "page_size": body.page_size,
+            "remaining": max(0, total - shown_to),
+        }
+    )
 
 
 @router.post("/replay", summary="Publish the selected items that now pass, as new events")
@@ -238,14 +339,16 @@ async def replay(
     review: ReviewDep,
     runtime: RuntimeDep,
 ) -> OrjsonResponse:
-    ids = await selected_ids(review, body)
+    service = ReplayService(runtime, review)
     with log_unavailable_as_problem(REPLAY_LATER):
-        result = await ReplayService(runtime, review).replay(
-            ids, reviewer.name, correlation_id(request)
-        )
-    return OrjsonResponse(
-        {**verdict_summary(result.checks), "replayed": [c.as_dict() for c in result.replayed]}
-    )
+        if body.item_ids is not None:
+            totals = ReplayTotals()
+            totals.add(await service.replay(body.item_ids, reviewer.name, correlation_id(request)))
+        else:
+            totals = await service.replay_filter(
+                selection_filter(body), reviewer.name, correlation_id(request)
+            )
+    return OrjsonResponse(replay_totals(totals))
 
 
 @router.get("/stats", summary="Rejections per day by rule, by unit, by vendor; top rules")
@@ -255,14 +358,14 @@ async def stats(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> O
     return OrjsonResponse({"filter": views.filter_query(flt), **body})
 
 
-@router.get("/stats.csv", summary="Rejections per day and rule as CSV")
+@router.get("/stats.csv", summary="Rejected items per day and rule as CSV")
 async def stats_csv(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> Any:
     flt, _, _ = views.period(views.read_filter(dict(request.query_params)))
     body = views.statistics_view(await review.statistics(flt))
     return csv_response(
-        "rejections-by-rule.csv",
-        ["rule_id", "total", *body["days"]],
-        ([r["rule_id"], r["total"], *r["by_day"]] for r in body["by_rule"]),
+        "avviste-per-regel.csv",
+        ["Regel", "Regeltekst", "Avviste elementer", *(views.day_text(d) for d in body["days"])],
+        ([r["rule_id"], r["title"], r["total"], *r["by_day"]] for r in body["by_rule"]),
     )
 
 
@@ -281,17 +384,23 @@ async def completeness_csv(request: Request, reviewer: ReviewerDep, review: Revi
     days = views.day_list(first, last)
     body = views.completeness_view(await review.completeness(first, last), days)
     return csv_response(
-        "completeness.csv",
-        ["unit", "last_delivery", *days],
-        ([u["unit"], u["last_delivery"], *u["messages"]] for u in body["units"]),
+        "fullstendighet.csv",
+        ["Enhet", "Siste levering", *(views.day_text(d) for d in days)],
+        (
+            [
+                u["unit"],
+                views.day_text(u["last_delivery"]) if u["last_delivery"] else "",
+                *u["messages"],
+            ]
+            for u in body["units"]
+        ),
     )
 
 
-@router.get("/access-log", summary="Who read, exported, revealed or replayed what")
-async def access_log(
-    reviewer: ReviewerDep, review: ReviewDep, item_id: str | None = None
-) -> OrjsonResponse:
-    rows = await review.access_log(item_id=item_id)
+@router.get("/access-log", summary="Who read, exported, revealed or replayed what, paged")
+async def access_log(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> OrjsonResponse:
+    query = dict(request.query_params)
+    found = await views.access_page(review, query)
     return OrjsonResponse(
         {
             "entries": [
@@ -303,8 +412,12 @@ async def access_log(
                     "path": r.path,
                     "reason": r.reason,
                     "item_count": r.item_count,
+                    "total_count": r.total_count,
                 }
-                for r in rows
-            ]
+                for r in found["entries"]
+            ],
+            "total": found["total"],
+            "page": found["page"],
+            "pages": found["pages"],
         }
     )

@@ -33,19 +33,16 @@ from receiver.review_session import (
     Reviewer,
     ReviewerDep,
     principal_from_token,
+    signed_in,
 )
 from receiver.routes.review_api import (
-    MAX_BULK,
     ReviewDep,
     correlation_id,
     load_item,
     log_list,
 )
-from receiver.submission import log_unavailable_as_problem
 from review import views
 from review.masking import as_sent, resolve, reveal_value
-from review.replay import REPLAY_LATER, ReplayService, verdict_summary
-from schemas.events import CARE_TIMEZONE
 from statestore.review import STATUSES, ReviewFilter, ReviewRepository
 
 router = APIRouter(prefix="/review", include_in_schema=False)
@@ -55,14 +52,10 @@ templates.env.globals.update(
     LEVEL_LABELS=views.LEVEL_LABELS,
     STATUSES=STATUSES,
     LEVELS=views.LEVELS,
+    ACCESS_ACTIONS=views.ACCESS_ACTIONS,
+    rule_title=views.rule_title,
+    describe=views.describe_access,
 )
-
-
-def _when(instant: datetime | str) -> str:
-    """An instant as people in Norway read it: 23.11.2026 14:05."""
-    if isinstance(instant, str):
-        instant = datetime.fromisoformat(instant)
-    return instant.astimezone(CARE_TIMEZONE).strftime("%d.%m.%Y %H:%M")
 
 
 def _link(path: str, query: Mapping[str, str], **extra: Any) -> str:
@@ -71,9 +64,9 @@ def _link(path: str, query: Mapping[str, str], **extra: Any) -> str:
     return f"{path}?{urlencode(merged)}" if merged else path
 
 
-templates.env.filters["when"] = _when
+templates.env.filters["when"] = views.when
+templates.env.filters["day"] = views.day_text
 templates.env.globals["link"] = _link
-MAX_REPLAY = 2000
 
 
 def install(app: FastAPI) -> None:
@@ -96,7 +89,7 @@ def install(app: FastAPI) -> None:
         return templates.TemplateResponse(
             request,
             "review/error.html",
-            {"problem": exc, "reviewer": None},
+            {"problem": exc, "reviewer": await signed_in(request)},
             status_code=exc.status,
             headers=exc.headers,
         )
@@ -123,7 +116,7 @@ def page(
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str = "/review/items") -> HTMLResponse:
+async def login_form(request: Request, next: str = "/review/problems") -> HTMLResponse:
     return page(request, "login.html", None, {"next": _local(next), "error": None})
 
 
@@ -131,7 +124,7 @@ async def login_form(request: Request, next: str = "/review/items") -> HTMLRespo
 async def login(request: Request) -> Response:
     form = await request.form()
     token = str(form.get("token", "")).strip()
-    target = _local(str(form.get("next", "/review/items")))
+    target = _local(str(form.get("next", "/review/problems")))
     error = None
     try:
         principal = await principal_from_token(request, token) if token else None
@@ -164,11 +157,6 @@ async def logout(reviewer: ReviewerDep) -> Response:
     return response
 
 
-@router.get("")
-async def home() -> Response:
-    return RedirectResponse("/review/items", status_code=303)
-
-
 # -- items --------------------------------------------------------------------------------------
 
 
@@ -178,13 +166,13 @@ async def items(
 ) -> HTMLResponse:
     query = dict(request.query_params)
     found, sort, descending = await views.search(review, query)
-    await log_list(review, reviewer, request, len(found.rows))
+    await log_list(review, reviewer, request, len(found.rows), found.total)
     return page(
         request,
         "items.html",
         reviewer,
         {
-            **await _filter_context(review, runtime, views.read_filter(query)),
+            **await filter_context(review, runtime, views.read_filter(query)),
             "page": found,
             "rows": [views.summary(r) for r in found.rows],
             "sort": sort,
@@ -192,33 +180,6 @@ async def items(
             "notice": query.get("notice"),
         },
     )
-
-
-@router.post("/bulk")
-async def bulk(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> Response:
-    form = await request.form()
-    flt = views.read_filter(_form_filter(form))
-    if form.get("scope") == "filter":
-        ids = await review.ids(flt, MAX_BULK)
-    else:
-        ids = [str(v) for v in form.getlist("item_ids")][:MAX_BULK]
-    # The action's fields are named set_*: the form also carries the filter (status, ...).
-    status = str(form.get("set_status", "")) or None
-    if status is not None and status not in STATUSES:
-        raise Problem(422, "invalid_status", "Unknown status", f"{status!r} is not a status.")
-    assignee = str(form.get("set_assignee", "")).strip()[:200] or None
-    note = str(form.get("set_note", "")).strip()[:4000] or None
-    changed = 0
-    if ids and (status or assignee or note):
-        changed = await review.change(
-            ids,
-            reviewer.name,
-            status=status,
-            assignee=assignee,
-            note=note,
-        )
-    notice = f"{changed} elementer oppdatert."
-    return RedirectResponse(_items_url(flt, notice=notice), status_code=303)
 
 
 @router.get("/items/{item_id}")
@@ -340,53 +301,6 @@ async def _item_page(
     )
 
 
-# -- replay -------------------------------------------------------------------------------------
-
-
-@router.get("/replay")
-async def replay_preview(
-    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
-) -> HTMLResponse:
-    flt = views.read_filter(dict(request.query_params))
-    ids = await review.ids(flt, MAX_REPLAY)
-    checks = await ReplayService(runtime, review).check(ids)
-    return page(
-        request,
-        "replay.html",
-        reviewer,
-        {
-            **await _filter_context(review, runtime, flt),
-            "summary": verdict_summary(checks),
-            "checks": checks,
-            "result": None,
-        },
-    )
-
-
-@router.post("/replay")
-async def replay_run(
-    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
-) -> HTMLResponse:
-    form = await request.form()
-    flt = views.read_filter(_form_filter(form))
-    ids = await review.ids(flt, MAX_REPLAY)
-    with log_unavailable_as_problem(REPLAY_LATER):
-        result = await ReplayService(runtime, review).replay(
-            ids, reviewer.name, correlation_id(request)
-        )
-    return page(
-        request,
-        "replay.html",
-        reviewer,
-        {
-            **await _filter_context(review, runtime, flt),
-            "summary": verdict_summary(result.checks),
-            "checks": result.checks,
-            "result": result,
-        },
-    )
-
-
 # -- statistics, completeness, access log -----------------------------------------------------
 
 
@@ -398,54 +312,61 @@ async def stats(
     body = views.statistics_view(await review.statistics(flt))
     top = body["by_rule"][:7]
     rest = body["by_rule"][7:]
-    series = [(r["rule_id"], r["by_day"]) for r in top]
+    series = [(f"{r['rule_id']} {r['title']}".strip(), r["by_day"]) for r in top]
     if rest:
         series.append(
-            ("Andre", [sum(r["by_day"][i] for r in rest) for i in range(len(body["days"]))])
+            ("Andre regler", [sum(r["by_day"][i] for r in rest) for i in range(len(body["days"]))])
         )
     shares = []
     for rejected, received in zip(body["rejected_by_day"], body["received_by_day"], strict=True):
         share = rejected["rejected"] / received["items"] if received["items"] else None
         shares.append({**rejected, "received": received["items"], "share": share})
+    received_total = sum(t["received"] for t in shares)
+    rejected_total = sum(t["rejected"] for t in shares)
+    days = [views.day_text(d) for d in body["days"]]
     return page(
         request,
         "stats.html",
         reviewer,
         {
-            **await _filter_context(review, runtime, flt),
+            **await filter_context(review, runtime, flt),
             "stats": body,
             "trend": shares,
+            "received_total": received_total,
+            "rejected_total": rejected_total,
+            "share_total": rejected_total / received_total if received_total else None,
             "chart_days": review_html.stacked_days(
-                body["days"],
+                days,
                 series,
-                title="Avviste elementer per dag og regel",
+                title="Avviste elementer per dag og regel (et element med feil i flere regler "
+                "telles under hver av dem)",
                 chart_id="chart-by-day",
             ),
             "chart_trend": review_html.stacked_days(
-                body["days"],
+                days,
                 [
                     ("Avviste", [t["rejected"] for t in shares]),
                     ("Godtatte", [max(0, t["received"] - t["rejected"]) for t in shares]),
                 ],
-                title="Mottatte elementer per dag: avviste og godtatte",
+                title="Mottatte elementer per dag, avviste og godtatte (hvert element én gang)",
                 chart_id="chart-trend",
                 height=160,
             ),
             "chart_units": review_html.bar_chart(
                 [(r["unit"], r["rejected"]) for r in body["by_unit"][:15]],
-                title="Avviste elementer per enhet",
+                title="Avviste elementer per enhet (hvert element én gang)",
                 chart_id="chart-by-unit",
                 width=380,
             ),
             "chart_vendors": review_html.bar_chart(
                 [(r["vendor"] or "(ukjent)", r["rejected"]) for r in body["by_vendor"][:15]],
-                title="Avviste elementer per leverandør",
+                title="Avviste elementer per leverandør (hvert element én gang)",
                 chart_id="chart-by-vendor",
                 width=380,
             ),
             "chart_rules": review_html.bar_chart(
                 [(r["rule_id"], r["rejected"]) for r in body["top_rules"]],
-                title="De vanligste reglene",
+                title="Avviste elementer per regel (et element kan telle under flere regler)",
                 chart_id="chart-top-rules",
                 width=380,
             ),
@@ -464,25 +385,30 @@ async def completeness(
         request,
         "completeness.html",
         reviewer,
-        {**await _filter_context(review, runtime, flt), "completeness": body},
+        {**await filter_context(review, runtime, flt), "completeness": body},
     )
 
 
 @router.get("/access-log")
 async def access_log(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> HTMLResponse:
-    item_id = request.query_params.get("item_id") or None
+    query = dict(request.query_params)
+    found = await views.access_page(review, query)
     return page(
         request,
         "access_log.html",
         reviewer,
-        {"entries": await review.access_log(item_id=item_id, limit=500), "item_id": item_id},
+        {
+            **found,
+            "actors": await review.access_actors(),
+            "query": {k: v for k, v in query.items() if k in ("item_id", "actor", "action") and v},
+        },
     )
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-async def _filter_context(
+async def filter_context(
     review: ReviewRepository, runtime: Any, flt: ReviewFilter
 ) -> dict[str, Any]:
     query = views.filter_query(flt)
@@ -492,28 +418,29 @@ async def _filter_context(
         "query_string": urlencode(query),
         "message_types": sorted({m.message_type for m in runtime.catalogue}),
         "rule_ids": views.rule_ids(),
+        "suggestions": await review.suggestions(),
         "now": datetime.now(UTC),
     }
 
 
 FILTER_FIELDS = (
-    "unit", "vendor", "software", "message_type", "version", "rule_id", "level", "status", "from",
-    "to",
+    "unit", "vendor", "software", "message_type", "version", "rule_id", "level", "status",
+    "problem", "from", "to",
 )  # fmt: skip
 
 
-def _form_filter(form: FormData) -> dict[str, str]:
+def form_filter(form: FormData) -> dict[str, str]:
     """The filter a form carried along in hidden fields (same names as the query)."""
     return {name: str(form.get(name, "")) for name in FILTER_FIELDS}
 
 
-def _items_url(flt: ReviewFilter, **extra: str) -> str:
+def items_url(flt: ReviewFilter, **extra: str) -> str:
     return "/review/items?" + urlencode({**views.filter_query(flt), **extra})
 
 
 def _local(target: str) -> str:
     """Only redirect within the review pages (no open redirect)."""
-    return target if target.startswith("/review") and "//" not in target else "/review/items"
+    return target if target.startswith("/review") and "//" not in target else "/review/problems"
 
 
 def _nearest(value: Any, pointer: str) -> str:

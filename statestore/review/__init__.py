@@ -19,6 +19,7 @@ changes, replay bookkeeping, the access log (:mod:`.workflow`). The review logic
 the command line share (filters, masking, replay) is the top-level package ``review``.
 """
 
+from statestore.review.problems import ProblemPage, ProblemRow
 from statestore.review.queries import ReviewQueries
 from statestore.review.records import (
     MAX_PAGE_SIZE,
@@ -48,6 +49,8 @@ __all__ = [
     "AccessRow",
     "HistoryRow",
     "Page",
+    "ProblemPage",
+    "ProblemRow",
     "RejectedItem",
     "Replayed",
     "ReviewFilter",

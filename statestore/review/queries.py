@@ -3,16 +3,17 @@ the access log, and the statistics and delivery calendar quality staff read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.events import CARE_TIMEZONE
 from statestore.bulk import chunks
 from statestore.engine import StoreEngines
+from statestore.review.problems import ProblemPage, problem_page
 from statestore.review.records import (
     MAX_PAGE_SIZE,
     SORTS,
@@ -80,27 +81,90 @@ class ReviewQueries:
             found = [_row(r) for r in rows]
         return Page(found, int(total), counts, page, page_size)
 
-    async def ids(self, flt: ReviewFilter, limit: int) -> list[str]:
-        """Item ids of a filtered set, oldest first, at most ``limit``."""
+    async def count(self, flt: ReviewFilter) -> int:
+        async with self._engines.reader.connect() as conn:
+            query = select(func.count()).select_from(review_items).where(*_conditions(flt))
+            return int((await conn.execute(query)).scalar_one())
+
+    async def ids(self, flt: ReviewFilter, limit: int, *, offset: int = 0) -> list[str]:
+        """Item ids of a filtered set, oldest first: ``limit`` of them from ``offset``."""
         async with self._engines.reader.connect() as conn:
             rows = await conn.execute(
                 select(review_items.c.item_id)
                 .where(*_conditions(flt))
                 .order_by(review_items.c.received_at, review_items.c.item_id)
                 .limit(limit)
+                .offset(offset)
             )
             return [r[0] for r in rows]
 
-    async def summaries(self, flt: ReviewFilter, limit: int) -> list[ReviewRow]:
-        """Rows of a filtered set without the items themselves (for exports), newest first."""
+    async def id_chunks(self, flt: ReviewFilter, size: int = 1000) -> AsyncIterator[list[str]]:
+        """Every item id of a filtered set, in chunks (keyset paging by id, so a chunk costs
+        the same at the end as at the start and changes made between chunks lose nothing)."""
+        after = ""
+        while True:
+            async with self._engines.reader.connect() as conn:
+                rows = await conn.execute(
+                    select(review_items.c.item_id)
+                    .where(*_conditions(flt), review_items.c.item_id > after)
+                    .order_by(review_items.c.item_id)
+                    .limit(size)
+                )
+                chunk = [r[0] for r in rows]
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1]
+
+    async def summary_chunks(
+        self, flt: ReviewFilter, size: int = 1000
+    ) -> AsyncIterator[list[ReviewRow]]:
+        """Every row of a filtered set without the items themselves (for exports), newest
+        first, in chunks read by keyset (received_at, item_id): memory stays one chunk."""
+        r = review_items
+        last: tuple[datetime, str] | None = None
+        while True:
+            query = _summary_columns().where(*_conditions(flt))
+            if last is not None:
+                at, item_id = last
+                query = query.where(
+                    or_(r.c.received_at < at, and_(r.c.received_at == at, r.c.item_id > item_id))
+                )
+            async with self._engines.reader.connect() as conn:
+                rows = await conn.execute(
+                    query.order_by(r.c.received_at.desc(), r.c.item_id).limit(size)
+                )
+                chunk = [_row(row) for row in rows]
+            if not chunk:
+                return
+            yield chunk
+            last = (chunk[-1].received_at, chunk[-1].item_id)
+
+    async def problems(
+        self, flt: ReviewFilter, *, page: int = 1, page_size: int = 50
+    ) -> ProblemPage:
+        """Rejected items of the filter grouped into problems (statestore/review/problems.py)."""
+        today = datetime.now(CARE_TIMEZONE).date()
         async with self._engines.reader.connect() as conn:
-            rows = await conn.execute(
-                _summary_columns()
-                .where(*_conditions(flt))
-                .order_by(review_items.c.received_at.desc(), review_items.c.item_id)
-                .limit(limit)
+            return await problem_page(
+                conn,
+                _conditions(flt),
+                today=today,
+                page=max(1, page),
+                page_size=max(1, min(page_size, MAX_PAGE_SIZE)),
             )
-            return [_row(r) for r in rows]
+
+    async def suggestions(self) -> dict[str, list[str]]:
+        """The vendors and software names in the index, for the filter's suggestions."""
+        r = review_items
+        out: dict[str, list[str]] = {}
+        async with self._engines.reader.connect() as conn:
+            for name, column in (("vendor", r.c.vendor), ("software", r.c.software)):
+                rows = await conn.execute(
+                    select(column).where(column.is_not(None)).distinct().order_by(column).limit(500)
+                )
+                out[name] = [row[0] for row in rows]
+        return out
 
     async def get(self, item_id: str) -> ReviewRow | None:
         rows = await self.get_many([item_id])
@@ -174,21 +238,52 @@ class ReviewQueries:
             return [r[0] for r in rows]
 
     async def access_log(
-        self, *, item_id: str | None = None, actor: str | None = None, limit: int = 200
+        self,
+        *,
+        item_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
     ) -> list[AccessRow]:
         a = review_access_log
-        query = select(a).order_by(a.c.seq.desc()).limit(limit)
-        if item_id is not None:
-            query = query.where(a.c.item_id == item_id)
-        if actor is not None:
-            query = query.where(a.c.actor == actor)
+        query = (
+            select(a)
+            .where(*_access_conditions(item_id, actor, action))
+            .order_by(a.c.seq.desc())
+            .limit(limit)
+            .offset(offset)
+        )
         async with self._engines.reader.connect() as conn:
             return [
                 AccessRow(
-                    int(r.seq), r.at, r.actor, r.action, r.item_id, r.path, r.reason, r.item_count
+                    int(r.seq),
+                    r.at,
+                    r.actor,
+                    r.action,
+                    r.item_id,
+                    r.path,
+                    r.reason,
+                    r.item_count,
+                    r.total_count,
                 )
                 for r in await conn.execute(query)
             ]
+
+    async def access_count(
+        self, *, item_id: str | None = None, actor: str | None = None, action: str | None = None
+    ) -> int:
+        a = review_access_log
+        query = select(func.count()).select_from(a)
+        async with self._engines.reader.connect() as conn:
+            found = await conn.execute(query.where(*_access_conditions(item_id, actor, action)))
+            return int(found.scalar_one())
+
+    async def access_actors(self) -> list[str]:
+        a = review_access_log
+        async with self._engines.reader.connect() as conn:
+            rows = await conn.execute(select(a.c.actor).distinct().order_by(a.c.actor).limit(500))
+            return [r[0] for r in rows]
 
     # -- statistics ------------------------------------------------------------------------------
 
@@ -257,7 +352,7 @@ class ReviewQueries:
         if flt.unit:
             query = query.where(rc.c.unit == flt.unit)
         if flt.vendor:
-            query = query.where(rc.c.vendor == flt.vendor)
+            query = query.where(func.lower(rc.c.vendor) == flt.vendor.lower())
         if flt.message_type:
             query = query.where(rc.c.message_type == flt.message_type)
         if flt.version is not None:
@@ -361,10 +456,10 @@ def _conditions(flt: ReviewFilter) -> list[Any]:
     out: list[Any] = []
     if flt.unit:
         out.append(r.c.unit == flt.unit)
-    if flt.vendor:
-        out.append(r.c.vendor == flt.vendor)
+    if flt.vendor:  # as people type them: "dips" finds "DIPS"
+        out.append(func.lower(r.c.vendor) == flt.vendor.lower())
     if flt.software:
-        out.append(r.c.software == flt.software)
+        out.append(func.lower(r.c.software) == flt.software.lower())
     if flt.message_type:
         out.append(r.c.message_type == flt.message_type)
     if flt.version is not None:
@@ -375,6 +470,13 @@ def _conditions(flt: ReviewFilter) -> list[Any]:
         out.append(r.c.received_day >= flt.day_from.isoformat())
     if flt.day_to:
         out.append(r.c.received_day <= flt.day_to.isoformat())
+    if flt.problem:
+        p = review_findings.alias("problem_findings")
+        out.append(
+            exists()
+            .where(and_(p.c.item_id == r.c.item_id, p.c.problem == flt.problem))
+            .correlate(r)
+        )
     if flt.rule_id or flt.level:
         # Its own alias of the findings, correlated to the items only: the statistics join the
         # findings in the outer query, and auto-correlation would then leave this subquery
@@ -386,6 +488,18 @@ def _conditions(flt: ReviewFilter) -> list[Any]:
         if flt.level:
             finding.append(f.c.level == flt.level)
         out.append(exists().where(and_(*finding)).correlate(r))
+    return out
+
+
+def _access_conditions(item_id: str | None, actor: str | None, action: str | None) -> list[Any]:
+    a = review_access_log
+    out: list[Any] = []
+    if item_id is not None:
+        out.append(a.c.item_id == item_id)
+    if actor is not None:
+        out.append(a.c.actor == actor)
+    if action is not None:
+        out.append(a.c.action == action)
     return out
 
 

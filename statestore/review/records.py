@@ -65,6 +65,7 @@ class ReviewFilter:
     status: str | None = None
     day_from: date | None = None
     day_to: date | None = None  # inclusive
+    problem: str | None = None  # statestore/review/problems.py
 
     def as_query(self) -> dict[str, str]:
         """The filter as query parameters (for links that keep it)."""
@@ -138,6 +139,7 @@ class AccessRow:
     path: str | None
     reason: str | None
     item_count: int | None
+    total_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from statestore.bulk import chunks
 from statestore.dialect import insert_for
 from statestore.feed import append_changes
 from statestore.offsets import store_offsets
+from statestore.review.problems import finding_problem
 from statestore.review.queries import ReviewQueries
 from statestore.review.records import (
     AccessAction,
@@ -33,6 +34,31 @@ from statestore.tables import (
     review_history,
     review_items,
 )
+
+
+def _finding_row(item: dict[str, Any], position: int, finding: dict[str, Any]) -> dict[str, Any]:
+    found = finding_problem(
+        finding,
+        item_path=item["path"],
+        item=item["item_json"],
+        block=item["block_json"],
+        message_type=item["message_type"],
+        version=item["version"],
+        vendor=item["vendor"],
+        software=item["software"],
+        software_version=item["software_version"],
+    )
+    return {
+        "item_id": item["item_id"],
+        "position": position,
+        "rule_id": finding["rule_id"],
+        "level": finding["level"],
+        "severity": finding["severity"],
+        "path": finding["path"][:500],
+        "field": found.field,
+        "value": found.value,
+        "problem": found.problem,
+    }
 
 
 class ReviewRepository(ReviewQueries):
@@ -87,14 +113,7 @@ class ReviewRepository(ReviewQueries):
                 )
                 inserted = {r[0] for r in await conn.execute(stmt, list(rows.values()))}
                 finding_rows = [
-                    {
-                        "item_id": item_id,
-                        "position": n,
-                        "rule_id": f["rule_id"],
-                        "level": f["level"],
-                        "severity": f["severity"],
-                        "path": f["path"][:500],
-                    }
+                    _finding_row(rows[item_id], n, f)
                     for item_id in sorted(inserted)
                     for n, f in enumerate(rows[item_id]["findings"])
                 ]
@@ -254,6 +273,7 @@ class ReviewRepository(ReviewQueries):
         path: str | None = None,
         reason: str | None = None,
         item_count: int | None = None,
+        total_count: int | None = None,
         correlation_id: str | None = None,
     ) -> None:
         now = datetime.now(UTC)
@@ -266,6 +286,7 @@ class ReviewRepository(ReviewQueries):
                 "path": path,
                 "reason": reason,
                 "item_count": item_count,
+                "total_count": total_count,
                 "correlation_id": correlation_id,
             }
             for item_id in item_ids

@@ -270,7 +270,7 @@ async def test_statistics_completeness_and_csv(
     await wait_for_items(client, reviewer, 2)
 
     stats = (await client.get("/v1/review/stats", headers=reviewer)).json()
-    assert stats["top_rules"] == [{"rule_id": "KOD-001", "rejected": 2}]
+    assert stats["top_rules"] == [{"rule_id": "KOD-001", "title": "Ukjent kode", "rejected": 2}]
     assert stats["by_unit"] == [{"unit": UNIT, "rejected": 2}]
     assert stats["by_vendor"] == [{"vendor": "Journalsystemer AS", "rejected": 2}]
     assert sum(d["rejected"] for d in stats["rejected_by_day"]) == 2
@@ -285,15 +285,20 @@ async def test_statistics_completeness_and_csv(
 
     export = await client.get("/v1/review/items.csv", headers=reviewer)
     assert export.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(export.text)))
-    assert sorted(r["object_id"] for r in rows) == ["S-1", "S-2"]
+    assert export.content.startswith(b"\xef\xbb\xbf")  # the BOM Norwegian Excel needs
+    rows = list(csv.DictReader(io.StringIO(export.text.lstrip("\ufeff")), delimiter=";"))
+    assert sorted(r["Objekt-id"] for r in rows) == ["S-1", "S-2"]
+    assert {r["Status"] for r in rows} == {"Ny"}
+    assert {r["Regler"] for r in rows} == {"KOD-001"}
+    assert rows[0]["Feil"]  # the rule's title beside its id
     assert FNR not in export.text
     log = (await client.get("/v1/review/access-log", headers=reviewer)).json()["entries"]
     assert log[0]["action"] == "export"
     assert log[0]["item_count"] == 2
 
     per_rule = await client.get("/v1/review/stats.csv", headers=reviewer)
-    assert per_rule.text.splitlines()[1].startswith("KOD-001,2,")
+    assert per_rule.text.splitlines()[1].startswith("KOD-001;")
+    assert ";2;" in per_rule.text.splitlines()[1]
     too_long = await client.get(
         "/v1/review/stats", params={"from": "2020-01-01", "to": "2024-01-01"}, headers=reviewer
     )
@@ -366,7 +371,7 @@ async def test_pages_sign_in_guard_forms_and_answer_in_norwegian(
     signed_in = await client.post(
         "/review/login", data={"token": token, "next": "https://elsewhere.example/"}
     )
-    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/review/items")
+    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/review/problems")
     cookie = signed_in.headers["set-cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
@@ -384,3 +389,5 @@ async def test_pages_sign_in_guard_forms_and_answer_in_norwegian(
     bad = await client.get("/review/items", params={"status": "bad"})
     assert bad.status_code == 422
     assert "Ugyldig forespørsel" in bad.text
+    assert "En verdi i filteret er ugyldig" in bad.text  # Norwegian, not the API's English
+    assert 'id="nav-problems"' in bad.text  # an error page keeps the menu

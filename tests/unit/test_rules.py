@@ -15,6 +15,8 @@ severity = "error"
 since = "HST_Avtale/1"
 message_nb = "nb {{x}}"
 message_en = "en {{x}}"
+title_nb = "Tittel"
+fix_nb = "Slik rettes det."
 """
 
 
@@ -40,3 +42,6 @@ def test_every_rule_has_both_languages() -> None:
     for rule in load_catalogue().values():
         assert rule.message_nb.strip()
         assert rule.message_en.strip()
+        assert rule.title_nb.strip(), rule.rule_id
+        assert len(rule.title_nb) <= 60, rule.rule_id
+        assert rule.fix_nb.strip(), rule.rule_id
