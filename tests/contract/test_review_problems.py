@@ -4,11 +4,15 @@ changes, statistics under every filter, the access log's pages)."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import date, timedelta
+
+from sqlalchemy import update
 
 from bench.review_data import PROBLEMS, seed
 from statestore.engine import StoreEngines
 from statestore.review import ReviewFilter, ReviewRepository
+from statestore.tables import review_findings
 from tests.contract.test_statestore_contract import engines
 
 __all__ = ["engines"]
@@ -124,3 +128,20 @@ async def test_the_access_log_is_paged_and_filtered(engines: StoreEngines) -> No
     assert len(rest) == 31
     assert {r.seq for r in newest}.isdisjoint(r.seq for r in rest)
     assert await review.access_actors() == ["kari", "ola"]
+
+
+async def test_the_migration_fills_in_the_problems_of_items_indexed_before(
+    engines: StoreEngines,
+) -> None:
+    """Revision 0012 gives the items indexed before it their problems, as indexing does now."""
+    await seed(engines, 600)
+    review = ReviewRepository(engines)
+    before = [(p.problem, p.items) for p in (await review.problems(ReviewFilter())).rows]
+    async with engines.writer.begin() as conn:
+        await conn.execute(update(review_findings).values(field=None, value=None, problem=None))
+    assert (await review.problems(ReviewFilter())).total == 0
+    migration = importlib.import_module("statestore.migrations.versions.0012_review_problems")
+    async with engines.writer.begin() as conn:
+        await conn.run_sync(migration._fill_in)
+    after = [(p.problem, p.items) for p in (await review.problems(ReviewFilter())).rows]
+    assert after == before
