@@ -41,6 +41,14 @@ STATUS_LABELS = {
     "wont_fix": "Rettes ikke",
     "awaiting_resubmission": "Venter på ny innsending",
 }
+RECEIPT_STATUS_LABELS = {
+    "received": "Mottatt, ikke validert ennå",
+    "rejected": "Avvist",
+    "accepted": "Godtatt, lagres",
+    "applied": "Lagret",
+    "partially_accepted": "Delvis godtatt, lagres",
+    "partially_applied": "Delvis lagret (noe avvist)",
+}
 LEVEL_LABELS = {
     "structure": "Struktur",
     "identifier": "Identifikator",
@@ -500,13 +508,15 @@ def day_text(day: date | str) -> str:
 
 
 def _day(query: Mapping[str, str], name: str) -> date | None:
+    """A day as a form sends it (dd.mm.yyyy, as Norwegians write it) or as links carry it
+    (yyyy-mm-dd)."""
     raw = query.get(name, "").strip()
     if not raw:
         return None
     try:
-        day = date.fromisoformat(raw)
+        day = datetime.strptime(raw, "%d.%m.%Y").date() if "." in raw else date.fromisoformat(raw)
     except ValueError:
-        raise _bad(name, "a date (YYYY-MM-DD)") from None
+        raise _bad(name, "a date (dd.mm.yyyy or yyyy-mm-dd)") from None
     if not EARLIEST_DAY <= day <= LATEST_DAY:
         raise InvalidQuery(
             "invalid_date",

@@ -49,6 +49,7 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 templates = Jinja2Templates(directory=str(resources.files("receiver") / "templates"))
 templates.env.globals.update(
     STATUS_LABELS=views.STATUS_LABELS,
+    RECEIPT_STATUS_LABELS=views.RECEIPT_STATUS_LABELS,
     LEVEL_LABELS=views.LEVEL_LABELS,
     STATUSES=STATUSES,
     LEVELS=views.LEVELS,
@@ -178,6 +179,7 @@ async def items(
             "sort": sort,
             "descending": descending,
             "notice": query.get("notice"),
+            "bulk": query.get("bulk"),
         },
     )
 
