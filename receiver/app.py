@@ -29,6 +29,7 @@ from receiver.jose import JosePolicy
 from receiver.openapi import install_docs, install_openapi
 from receiver.problems import install_problem_handlers
 from receiver.ratelimit import RateLimiter
+from receiver.review_oidc import OidcClient
 from receiver.routes import (
     catalogue,
     completeness,
@@ -38,6 +39,7 @@ from receiver.routes import (
     receipts,
     review_api,
     review_pages,
+    review_signin,
     review_triage,
     slash,
     state,
@@ -137,6 +139,7 @@ def create_app(
             app.state.slash_keys = SlashKeyStore.from_settings(settings)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             app.state.submissions = SubmissionService(runtime)
+            app.state.review_oidc = OidcClient(settings) if settings.review_oidc_issuer else None
             app.state.consumers = {}
             stop = asyncio.Event()
             tasks = [asyncio.create_task(_refresh_codelists(runtime, stop), name="codelists")]
@@ -164,6 +167,8 @@ def create_app(
                     except Exception:
                         log.exception("consumer %s failed", task.get_name())
                 await app.state.verifier.aclose()
+                if app.state.review_oidc is not None:
+                    await app.state.review_oidc.aclose()
 
     app = FastAPI(
         title="register-intake",
@@ -186,6 +191,7 @@ def create_app(
         state.router,
         persons.router,
         review_api.router,
+        review_signin.router,
         review_triage.router,
         review_pages.router,
         operations.router,

@@ -1,9 +1,11 @@
 """Who is reviewing: the reviewer's access token, from the Authorization header (API clients, or
-an SSO proxy in front of the UI) or from the review session cookie a browser got at
-``/review/login``.
+an SSO proxy in front of the UI), or the review session cookie a browser got at sign-in
+(:mod:`receiver.routes.review_signin`).
 
-The cookie holds the access token itself (HttpOnly, SameSite=Strict, Secure over HTTPS), so the
-session ends when the token expires and nothing is kept server-side. A request authenticated by
+The cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) holds either a session id
+(``s1.<id>``: a sign-in with OpenID Connect, looked up in :mod:`statestore.review.sessions`, so
+it ends at its expiry or at sign-out) or, in development, a pasted access token itself (the
+session then ends when the token expires). A request authenticated by
 the cookie that changes something must also carry the session's CSRF token (form field
 ``csrf`` or header ``X-CSRF-Token``): a value derived from the token that another site cannot
 read, on top of SameSite=Strict.
@@ -22,8 +24,10 @@ from receiver.auth import AuthError, Principal, TokenVerifier
 from receiver.deps import get_principal, rate_limit
 from receiver.openapi import BEARER, DPOP
 from receiver.problems import Problem
+from statestore.review.sessions import ReviewSessions
 
 COOKIE = "intake_review"
+SESSION_PREFIX = "s1."  # a cookie naming a server-side session, not holding a token
 SCOPE = "intake:review"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -39,6 +43,24 @@ class Reviewer:
 
 def csrf_for(token: str) -> str:
     return hmac.new(b"intake-review-csrf", token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+async def principal_from_cookie(request: Request, cookie: str) -> Principal:
+    """The reviewer a session cookie names: an open session, or a valid access token."""
+    if cookie.startswith(SESSION_PREFIX):
+        runtime = request.app.state.runtime
+        session = await ReviewSessions(runtime.engines).find(cookie.removeprefix(SESSION_PREFIX))
+        if session is None:
+            raise NotSignedIn()
+        # The provider vouched for the person and their reviewer role; they review, nothing else.
+        return Principal(
+            unit="",
+            supplier=None,
+            client_id=f"review:{session.actor}",  # each person their own rate limit
+            scopes=frozenset({SCOPE}),
+            actor=session.actor,
+        )
+    return await principal_from_token(request, cookie)
 
 
 async def principal_from_token(request: Request, token: str) -> Principal:
@@ -75,7 +97,7 @@ async def get_reviewer(
         token = request.cookies.get(COOKIE)
         if not token:
             raise NotSignedIn()
-        principal = await principal_from_token(request, token)
+        principal = await principal_from_cookie(request, token)
         rate_limit(request, principal)
         by_cookie, csrf = True, csrf_for(token)
         if request.method not in SAFE_METHODS:
@@ -98,7 +120,7 @@ async def signed_in(request: Request) -> Reviewer | None:
     if not token:
         return None
     try:
-        principal = await principal_from_token(request, token)
+        principal = await principal_from_cookie(request, token)
     except NotSignedIn:
         return None
     if SCOPE not in principal.scopes:

@@ -393,3 +393,29 @@ review_access_log = Table(
     Index("ix_review_access_item", "item_id", "seq"),
     Index("ix_review_access_at", "at"),
 )
+
+# Sign-ins to the review pages under way (OpenID Connect): what the callback must match, for
+# ten minutes, taken once. Only the state's hash is kept, as with sessions.
+review_sign_ins = Table(
+    "review_sign_ins",
+    metadata,
+    Column("state_sha256", String(64), primary_key=True),
+    Column("nonce", String(100), nullable=False),
+    Column("code_verifier", String(128), nullable=False),
+    Column("next_path", String(500), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Signed-in quality staff. The browser holds the session id; the store holds its hash, who it
+# is (the name the review shows; the provider's subject only hashed) and until when it holds.
+review_sessions = Table(
+    "review_sessions",
+    metadata,
+    Column("session_sha256", String(64), primary_key=True),
+    Column("actor", String(200), nullable=False),
+    Column("subject_sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Index("ix_review_sessions_expires", "expires_at"),
+)

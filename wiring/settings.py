@@ -101,6 +101,25 @@ class Settings(BaseSettings):
     # database is migrated explicitly with `intake migrate`.
     auto_migrate: bool = True
 
+    # --- review sign-in for quality staff (docs/review.md) ----------------------------------
+    # OpenID Connect: authorization code + PKCE against this provider (HelseID in production),
+    # the client authenticated by a private key (private_key_jwt, as HelseID requires) or a
+    # secret. Without a provider, staff sign in by pasting an access token, outside production
+    # only.
+    review_oidc_issuer: str | None = None
+    review_oidc_client_id: str | None = None
+    review_oidc_client_key_file: Path | None = None  # a private JWK (RSA or EC), with "alg"
+    review_oidc_client_secret: SecretStr | None = None
+    review_oidc_scopes: str = "openid profile"
+    # Where the provider sends the browser back; default <this server>/review/callback.
+    review_oidc_redirect_uri: str | None = None
+    # Signed-in people review only with this value in this claim (ID token or userinfo).
+    review_oidc_role_claim: str = "roles"
+    review_oidc_role: str = "intake-reviewer"
+    review_oidc_name_claim: str = "name"
+    # A session lasts this long from sign-in, then signs in again (the provider may not ask).
+    review_session_minutes: int = Field(default=480, ge=5, le=24 * 60)
+
     # --- receipts feed and webhooks -----------------------------------------------------
     # Signs feed cursors; required in production (a development one is kept in the data dir).
     feed_secret: SecretStr | None = None
@@ -166,6 +185,20 @@ class Settings(BaseSettings):
             self.feed_secret is None or len(self.feed_secret.get_secret_value()) < 32
         ):
             raise ValueError("production needs INTAKE_FEED_SECRET of at least 32 characters")
+        if self.review_oidc_issuer is not None:
+            if not self.review_oidc_client_id:
+                raise ValueError("INTAKE_REVIEW_OIDC_CLIENT_ID is needed with a sign-in provider")
+            if (self.review_oidc_client_key_file is None) == (
+                self.review_oidc_client_secret is None
+            ):
+                raise ValueError(
+                    "the review sign-in needs one of INTAKE_REVIEW_OIDC_CLIENT_KEY_FILE"
+                    " (private_key_jwt) or INTAKE_REVIEW_OIDC_CLIENT_SECRET"
+                )
+            if self.environment == "production" and not self.review_oidc_issuer.startswith(
+                "https://"
+            ):
+                raise ValueError("INTAKE_REVIEW_OIDC_ISSUER must be https:// in production")
         if self.environment == "production" and not self.identity_protection:
             raise ValueError("INTAKE_IDENTITY_PROTECTION=false is for benchmarks, never production")
         if self.environment == "production" and self.identity_keyset_file is None:
@@ -182,6 +215,11 @@ class Settings(BaseSettings):
     @property
     def allows_synthetic_identities(self) -> bool:
         """Synthetic test persons (month + 80) are accepted only outside production."""
+        return self.environment != "production"
+
+    @property
+    def review_token_sign_in(self) -> bool:
+        """Signing in to the review pages by pasting an access token: development only."""
         return self.environment != "production"
 
     @property

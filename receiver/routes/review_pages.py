@@ -3,8 +3,7 @@ JavaScript): rejected items, item detail, workflow, replay, statistics, complete
 
 They share the review API's repository, views and replay service; forms post back here and
 redirect (post/redirect/get), except a reveal, whose value is shown once and never put in a URL.
-Sign-in (``/review/login``) turns an access token with the ``intake:review`` scope into the
-session cookie described in :mod:`receiver.review_session`.
+Signing in and out is :mod:`receiver.routes.review_signin`.
 """
 
 from __future__ import annotations
@@ -27,12 +26,9 @@ from receiver.deps import RuntimeDep
 from receiver.person_reads import log_review_read
 from receiver.problems import Problem
 from receiver.review_session import (
-    COOKIE,
-    SCOPE,
     NotSignedIn,
     Reviewer,
     ReviewerDep,
-    principal_from_token,
     signed_in,
 )
 from receiver.routes.review_api import (
@@ -110,51 +106,6 @@ def page(
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
     )
-    return response
-
-
-# -- sign-in ------------------------------------------------------------------------------------
-
-
-@router.get("/login")
-async def login_form(request: Request, next: str = "/review/problems") -> HTMLResponse:
-    return page(request, "login.html", None, {"next": _local(next), "error": None})
-
-
-@router.post("/login")
-async def login(request: Request) -> Response:
-    form = await request.form()
-    token = str(form.get("token", "")).strip()
-    target = _local(str(form.get("next", "/review/problems")))
-    error = None
-    try:
-        principal = await principal_from_token(request, token) if token else None
-    except NotSignedIn:
-        principal = None
-    if principal is None:
-        error = "Tilgangsbeviset er ugyldig eller utløpt."
-    elif SCOPE not in principal.scopes:
-        error = "Tilgangsbeviset mangler tilgangen intake:review."
-    if error:
-        response: Response = page(request, "login.html", None, {"next": target, "error": error})
-        response.status_code = 401
-        return response
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
-
-
-@router.post("/logout")
-async def logout(reviewer: ReviewerDep) -> Response:
-    response = RedirectResponse("/review/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
     return response
 
 
@@ -438,11 +389,6 @@ def form_filter(form: FormData) -> dict[str, str]:
 
 def items_url(flt: ReviewFilter, **extra: str) -> str:
     return "/review/items?" + urlencode({**views.filter_query(flt), **extra})
-
-
-def _local(target: str) -> str:
-    """Only redirect within the review pages (no open redirect)."""
-    return target if target.startswith("/review") and "//" not in target else "/review/problems"
 
 
 def _nearest(value: Any, pointer: str) -> str:
