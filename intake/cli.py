@@ -434,7 +434,10 @@ def replay(
     actor: Annotated[
         str, typer.Option(help="Who replays, for the review history and access log.")
     ] = "cli",
-    limit: Annotated[int, typer.Option(help="At most this many items.")] = 2000,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="At most this many items, oldest first (default: every item).", min=1),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Re-validate quarantined items with today's rules and code lists; with --apply, publish
@@ -443,7 +446,13 @@ def replay(
 
     from eventlog.port import LogUnavailableError
     from review.errors import InvalidQuery
-    from review.replay import REPLAY_LATER, ReplayCheck, ReplayService, verdict_summary
+    from review.replay import (
+        REPLAY_CHUNK,
+        REPLAY_LATER,
+        ReplayCheck,
+        ReplayService,
+        verdict_summary,
+    )
     from review.views import read_filter
     from statestore.review import ReviewRepository
     from wiring.runtime import open_runtime
@@ -465,19 +474,25 @@ def replay(
         raise typer.Exit(2) from None
     settings = _settings(data_dir)
 
-    async def run() -> list[ReplayCheck]:
+    async def run() -> tuple[list[ReplayCheck], int]:
+        """Every item of the filter (or the first ``limit``), in chunks; and the filter's size."""
         async with open_runtime(settings) as runtime:
             review = ReviewRepository(runtime.engines)
             service = ReplayService(runtime, review)
-            ids = await review.ids(flt, limit)
-            if apply:
-                checks = (await service.replay(ids, f"cli:{actor}", "cli-replay")).checks
-            else:
-                checks = await service.check(ids)
-            return checks
+            total = await review.count(flt)
+            # The ids first: a replayed item may leave the filter (its status changes).
+            ids = await review.ids(flt, total if limit is None else min(limit, total))
+            checks: list[ReplayCheck] = []
+            for start in range(0, len(ids), REPLAY_CHUNK):
+                chunk = ids[start : start + REPLAY_CHUNK]
+                if apply:
+                    checks += (await service.replay(chunk, f"cli:{actor}", "cli-replay")).checks
+                else:
+                    checks += await service.check(chunk)
+            return checks, total
 
     try:
-        checks = asyncio.run(run())
+        checks, total = asyncio.run(run())
     except LogUnavailableError as exc:
         err.print(f"[red]The event log is not available ({exc}). {REPLAY_LATER}[/]")
         raise typer.Exit(1) from None
@@ -489,6 +504,8 @@ def replay(
     counts = verdict_summary(checks)["counts"]
     summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "no items"
     err.print(f"{'published' if apply else 'would publish'}: {counts.get('passes', 0)} ({summary})")
+    if len(checks) < total:
+        err.print(f"{len(checks)} of the {total} items in the filter; {total - len(checks)} left")
 
 
 def main() -> None:
