@@ -25,6 +25,7 @@ router = APIRouter(prefix="/v1", tags=["persons"])
 # Which register a message type reports to (the patient register for specialist care; the
 # municipal register for the rest).
 NPR_TYPES = frozenset({"NPR_Kontakt"})
+INSIGHT_READS = 1000  # reads listed in a citizen's insight, newest first
 
 
 def _register(message_type: str) -> str:
@@ -113,7 +114,9 @@ async def reads(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> OrjsonResponse:
     _checked(pseudonym)
-    entries = await runtime.persons.reads_of(pseudonym, limit=limit)
+    # One more than asked: the answer says whether older reads were left out.
+    entries = await runtime.persons.reads_of(pseudonym, limit=limit + 1)
+    more, entries = len(entries) > limit, entries[:limit]
     await log_person_reads(
         runtime, admin, "intake:admin", "access_log", None, None, pseudonym, None
     )
@@ -133,6 +136,7 @@ async def reads(
                 }
                 for r in entries
             ],
+            "more": more,  # older reads exist than those listed: ask with a larger limit
         }
     )
 
@@ -176,7 +180,8 @@ async def insight(runtime: RuntimeDep, citizen: Citizen) -> OrjsonResponse:
     assert citizen.pid is not None  # the Citizen dependency makes sure
     pseudonym = pseudonym_of(runtime.identities.keyset(), citizen.pid)
     registrations = await runtime.persons.registrations(pseudonym)
-    reads = await runtime.persons.reads_of(pseudonym)
+    reads = await runtime.persons.reads_of(pseudonym, limit=INSIGHT_READS + 1)
+    more_reads, reads = len(reads) > INSIGHT_READS, reads[:INSIGHT_READS]
     with store_failures_as_problems(runtime.metrics.store_errors.labels("gateway").inc):
         # Who the citizen is stays out of the log: only that their insight was read.
         await runtime.persons.log_reads(
@@ -208,5 +213,7 @@ async def insight(runtime: RuntimeDep, citizen: Citizen) -> OrjsonResponse:
                 for r in reads
                 if r.action != "insight"
             ],
+            # The newest INSIGHT_READS reads are listed; true when older ones exist.
+            "more_reads": more_reads,
         }
     )

@@ -106,6 +106,11 @@ async def test_timeline_reidentification_and_insight_with_every_read_logged(
         ("sara.statistikk", "state"),
         ("sara.statistikk", "timeline"),
     ]
+    assert audit["more"] is False
+    newest = (
+        await client.get(f"/v1/persons/{pseudonym}/reads", params={"limit": 2}, headers=admin)
+    ).json()
+    assert (len(newest["entries"]), newest["more"]) == (2, True)
     assert (await client.get(f"/v1/persons/{pseudonym}/reads", headers=staff)).status_code == 403
 
     # A citizen's token reaches insight only; a unit's token never does.
