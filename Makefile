@@ -60,6 +60,7 @@ test: lint typecheck schemas-check ops-check pytest
 # and gateway benchmarks use the Kafka and PostgreSQL that deploy/with-services.sh starts.
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_validation --record
+	$(BIN)/python -m bench.bench_review --record
 	deploy/with-services.sh sh -c '$(BIN)/python -m bench.bench_projector --record && $(BIN)/python -m bench.bench_gateway --record'
 
 clean:

@@ -358,8 +358,8 @@ async def measure(
         "statistics": "",
         "statistics, rule KOD-001": "?rule_id=KOD-001",
         "statistics, level identifier": "?level=identifier",
-        "statistics, vendor CGM + largest problem": f"?vendor=CGM&problem={largest_id}",
-        "statistics, vendor CGM + largest CGM problem": f"?vendor=CGM&problem={cgm_id}",
+        "statistics, largest problem": f"?problem={largest_id}",
+        "statistics, vendor cgm + its largest problem": f"?vendor=cgm&problem={cgm_id}",
     }
     pages = [
         Timings(Case("reference: /healthz", REFERENCE, None)),
