@@ -90,7 +90,7 @@ def _unit_from_authorization_details(details: Any) -> str | None:
     return None
 
 
-def _header_kid(token: str) -> str | None:
+def header_kid(token: str) -> str | None:
     try:
         header = orjson.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     except (ValueError, IndexError):
@@ -149,7 +149,7 @@ class TokenVerifier:
         if self._jwks is None:
             keys = self._keys
         else:
-            keys = await self._jwks.keys_for(_header_kid(token))
+            keys = await self._jwks.keys_for(header_kid(token))
         digest = hashlib.sha256(token.encode()).digest()
         now = time.time()
         hit = self._verified.get(digest)

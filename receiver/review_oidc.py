@@ -31,7 +31,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
-from receiver.auth import JwksCache
+from receiver.auth import JwksCache, header_kid
 from receiver.jose import JosePolicy
 from wiring.settings import Settings
 
@@ -206,7 +206,7 @@ class OidcClient:
         assert self._jwks is not None
         metadata = await self.metadata()
         try:
-            keys: KeySet = await self._jwks.keys_for(_kid(token))
+            keys: KeySet = await self._jwks.keys_for(header_kid(token))
             decoded = jwt.decode(
                 token,
                 keys,
@@ -260,15 +260,6 @@ def _has_role(value: Any, role: str) -> bool:
     if isinstance(value, list):
         return role in value
     return False
-
-
-def _kid(token: str) -> str | None:
-    try:
-        header = orjson.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    except (ValueError, IndexError):
-        return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    return kid if isinstance(kid, str) else None
 
 
 def _load_client_key(settings: Settings) -> tuple[RSAKey | ECKey, str] | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ import pytest
 from joserfc.jwk import RSAKey
 from playwright.async_api import Browser, Page, expect
 
+from tests.interop.npm_peers import command, require_node
 from tests.servers import Server, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.slow]
 
-PROVIDER = Path(__file__).parents[1] / "interop" / "oidc_provider" / "run.sh"
 OUTPUT = Path(os.environ.get("INTAKE_TEST_OUTPUT", "test-output")) / "browser"
 CLIENT_ID = "register-intake-review"
 PID = "15031245610"  # the claim HelseID adds: must never reach our store or log
@@ -46,17 +45,9 @@ class Signed:
     issuer: str
 
 
-def _require_node() -> None:
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("INTAKE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"the OpenID provider peer needs {missing} (INTAKE_REQUIRE_SERVICES=1)")
-        pytest.skip(f"the OpenID provider peer needs {missing}")
-
-
 @pytest.fixture
 async def signed(tmp_path: Path) -> AsyncIterator[Signed]:
-    _require_node()
+    require_node("OpenID provider")
     key = RSAKey.generate_key(2048, parameters={"kid": "review-client-1", "alg": "RS256"})
     key_file = tmp_path / "client-key.json"
     key_file.write_bytes(orjson.dumps(key.as_dict(private=True)))
@@ -75,7 +66,10 @@ async def signed(tmp_path: Path) -> AsyncIterator[Signed]:
     }  # fmt: skip
     provider_log = (tmp_path / "provider.log").open("wb")
     provider = await asyncio.create_subprocess_exec(
-        str(PROVIDER), orjson.dumps(config).decode(), stdout=subprocess.PIPE, stderr=provider_log
+        *command("oidc_provider", "provider.mjs"),
+        orjson.dumps(config).decode(),
+        stdout=subprocess.PIPE,
+        stderr=provider_log,
     )
     try:
         assert provider.stdout is not None

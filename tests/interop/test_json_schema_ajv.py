@@ -7,9 +7,7 @@ description documents."""
 from __future__ import annotations
 
 import copy
-import os
 import random
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -25,24 +23,16 @@ from receiver.app import create_app
 from receiver.auth import DevIssuer
 from schemas.catalogue import MessageModel, load_catalogue
 from tests.conftest import running_app
+from tests.interop.npm_peers import command, require_node
 from wiring.settings import Settings
 
-RUN = Path(__file__).parent / "ajv" / "run.sh"
 MUTATIONS_PER_MODEL = 800
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
-def _require_node() -> None:
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("INTAKE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"the AJV peer needs {missing} (INTAKE_REQUIRE_SERVICES=1)")
-        pytest.skip(f"the AJV peer needs {missing}")
-
-
 def ajv(schemas: dict[str, Any], cases: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     result = subprocess.run(
-        [str(RUN)],
+        command("ajv", "validate.mjs"),
         input=orjson.dumps({"schemas": schemas, "cases": cases}),
         capture_output=True,
         timeout=600,
@@ -66,7 +56,7 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Setti
 
 
 def test_every_published_schema_compiles_in_strict_mode(published: dict[str, Any]) -> None:
-    _require_node()
+    require_node("AJV")
     model = next(iter(load_catalogue()))
     example = next(e for e in model.examples if e.valid)
     verdicts = ajv(published, [(key, example.message) for key in published])
@@ -210,7 +200,7 @@ def _gateway_structure_error(answer: dict[str, Any]) -> bool | None:
 async def test_ajv_and_the_gateway_agree_on_mutated_examples(
     client: tuple[httpx.AsyncClient, Settings], published: dict[str, Any]
 ) -> None:
-    _require_node()
+    require_node("AJV")
     http, settings = client
     issuer = DevIssuer.load_or_create(settings)
     rng = random.Random(20261202)
