@@ -309,14 +309,23 @@ def schemas_check(root: ModelsRoot = None) -> None:
 
 @codelists_app.command("import")
 def codelists_import(
-    path: Annotated[Path, typer.Argument(help="The file: RF2 simple refset, TSV or JSON.")],
+    path: Annotated[
+        Path, typer.Argument(help="The file: RF2 simple refset, TSV, JSON or KLASS codes JSON.")
+    ],
     file_format: Annotated[
-        str, typer.Option("--format", help="rf2, tsv or json (default: from the file name).")
+        str,
+        typer.Option("--format", help="rf2, tsv, json or klass (default: from the file name)."),
     ] = "",
     codelist_id: Annotated[
-        str | None, typer.Option("--id", help="The code list's id (rf2 and tsv).")
+        str | None, typer.Option("--id", help="The code list's id (rf2, tsv and klass).")
     ] = None,
-    title: Annotated[str | None, typer.Option(help="A title (rf2 and tsv).")] = None,
+    title: Annotated[str | None, typer.Option(help="A title (rf2, tsv and klass).")] = None,
+    changes: Annotated[
+        Path | None,
+        typer.Option(
+            help="klass: the classification's changes (KLASS /changes JSON), to map old codes."
+        ),
+    ] = None,
     sample: Annotated[bool, typer.Option(help="Mark the list as a sample.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -325,6 +334,7 @@ def codelists_import(
     from statestore.codelists import CodeListRepository
     from statestore.engine import create_engines
     from validators.codelists import CodeListFormatError, parse_json, parse_rf2, parse_tsv
+    from validators.klass import parse_klass
 
     settings = _settings(data_dir)
     fmt = file_format or (
@@ -334,6 +344,18 @@ def codelists_import(
     try:
         if fmt == "json":
             codelist = parse_json(text, source=path.name)
+        elif fmt == "klass":
+            if not codelist_id:
+                err.print("[red]--id is required for klass files (e.g. kommunenummer).[/]")
+                raise typer.Exit(2)
+            codelist = parse_klass(
+                text,
+                changes.read_text(encoding="utf-8") if changes else None,
+                codelist_id=codelist_id,
+                title=title or codelist_id,
+                sample=sample,
+                source=path.name,
+            )
         elif fmt in ("rf2", "tsv"):
             if not codelist_id:
                 err.print("[red]--id is required for rf2 and tsv files.[/]")
@@ -347,7 +369,7 @@ def codelists_import(
                 source=path.name,
             )
         else:
-            err.print(f"[red]Unknown format {fmt!r}; use rf2, tsv or json.[/]")
+            err.print(f"[red]Unknown format {fmt!r}; use rf2, tsv, json or klass.[/]")
             raise typer.Exit(2)
     except CodeListFormatError as exc:
         err.print(f"[red]{path}: {exc}[/]")
@@ -366,6 +388,8 @@ def codelists_import(
     asyncio.run(save())
     versions = ", ".join(v.isoformat() for v in codelist.versions)
     err.print(f"imported {codelist.id}: {len(codelist.states)} member states, versions {versions}")
+    if codelist.changes:
+        err.print(f"  and {len(codelist.changes)} changes between versions")
 
 
 @codelists_app.command("list")

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 
 from statestore.engine import StoreEngines
-from statestore.tables import codelist_states, codelists
-from validators.codelists import CodeList, MemberState
+from statestore.tables import codelist_changes, codelist_states, codelists
+from validators.codelists import CodeChange, CodeList, MemberState
 
 
 class CodeListRepository:
@@ -18,6 +18,9 @@ class CodeListRepository:
 
     async def save(self, codelist: CodeList) -> None:
         async with self._engines.writer.begin() as conn:
+            await conn.execute(
+                delete(codelist_changes).where(codelist_changes.c.codelist_id == codelist.id)
+            )
             await conn.execute(delete(codelists).where(codelists.c.codelist_id == codelist.id))
             await conn.execute(
                 codelists.insert().values(
@@ -43,6 +46,16 @@ class CodeListRepository:
                         for s in unique.values()
                     ],
                 )
+            changes = {(c.old_code, c.new_code, c.changed_on) for c in codelist.changes}
+            if changes:
+                await conn.execute(
+                    codelist_changes.insert(),
+                    [
+                        {"codelist_id": codelist.id, "old_code": old, "new_code": new,
+                         "changed_on": on}
+                        for old, new, on in sorted(changes)
+                    ],
+                )  # fmt: skip
 
     async def stamps(self) -> frozenset[tuple[str, datetime]]:
         """(id, imported at) of every stored list: a cheap read that changes with any import."""
@@ -58,7 +71,19 @@ class CodeListRepository:
                 states[row.codelist_id].append(
                     MemberState(row.code, row.effective, row.active, row.display)
                 )
+            changes: dict[str, list[CodeChange]] = {h.codelist_id: [] for h in heads}
+            for row in await conn.execute(select(codelist_changes)):
+                changes[row.codelist_id].append(
+                    CodeChange(row.old_code, row.new_code, row.changed_on)
+                )
         return [
-            CodeList(h.codelist_id, h.title, h.sample, h.source, states[h.codelist_id])
+            CodeList(
+                h.codelist_id,
+                h.title,
+                h.sample,
+                h.source,
+                states[h.codelist_id],
+                changes=changes[h.codelist_id],
+            )
             for h in heads
         ]

@@ -253,6 +253,19 @@ codelist_states = Table(
     ForeignKeyConstraint(["codelist_id"], ["codelists.codelist_id"], ondelete="CASCADE"),
 )
 
+# A list's correspondence between versions: a code replaced by another from a day (municipality
+# numbers after a reform; validators/klass.py).
+codelist_changes = Table(
+    "codelist_changes",
+    metadata,
+    Column("codelist_id", String(100), nullable=False),
+    Column("old_code", String(100), nullable=False),
+    Column("new_code", String(100), nullable=False),
+    Column("changed_on", Date, nullable=False),
+    PrimaryKeyConstraint("codelist_id", "old_code", "new_code", "changed_on"),
+    ForeignKeyConstraint(["codelist_id"], ["codelists.codelist_id"], ondelete="CASCADE"),
+)
+
 # The receipts' change feed: one row each time a receipt changes (validated, applied, integrity),
 # written in the same transaction as the change. ``txid`` is the writing transaction's id on
 # PostgreSQL (0 on SQLite, where writers are serialised); readers page by (txid, seq) and stop at

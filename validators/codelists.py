@@ -11,7 +11,9 @@ Sources:
 * a TSV file with the header ``code display active effective`` (one row per member state);
 * a JSON file ``{"id", "title", "sample", "versions": [{"effective", "members": [{"code",
   "display", "active"}]}]}``, where each version lists the members whose state it sets (a later
-  version need only list what changes).
+  version need only list what changes), and optionally ``"changes": [{"old_code", "new_code",
+  "changed_on"}]``, codes replaced by others;
+* Statistics Norway's KLASS JSON (codes and their changes), read by :mod:`validators.klass`.
 
 Lists made for development and tests say ``"sample": true``, and findings name them as samples.
 """
@@ -28,7 +30,7 @@ from datetime import date
 from importlib import resources
 from typing import Literal
 
-SourceFormat = Literal["rf2", "tsv", "json"]
+SourceFormat = Literal["rf2", "tsv", "json", "klass"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,15 @@ class MemberState:
     effective: date
     active: bool
     display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CodeChange:
+    """A code replaced by another from a day (a municipality merged, split or renumbered)."""
+
+    old_code: str
+    new_code: str
+    changed_on: date
 
 
 _MEMO_MAX = 100_000  # (code, date) answers kept per list
@@ -57,6 +68,7 @@ class CodeList:
     sample: bool
     source: str
     states: list[MemberState] = field(default_factory=list)
+    changes: list[CodeChange] = field(default_factory=list)  # the correspondence, if any
     _by_code: dict[str, tuple[list[date], list[MemberState]]] = field(default_factory=dict)
     _effective_dates: list[date] = field(default_factory=list)
     _memo: dict[tuple[str, date], Membership] = field(
@@ -110,6 +122,18 @@ class CodeList:
         if i == 0:
             return Membership("absent", label)
         return Membership("member" if states[i - 1].active else "inactive", label)
+
+    def as_of(self, code: str, on: date) -> list[str]:
+        """The code(s) that ``code`` had become by ``on``, following the changes up to that day
+        (several when it was split; itself when nothing changed it)."""
+        current = {code}
+        for day in sorted({c.changed_on for c in self.changes if c.changed_on <= on}):
+            targets: dict[str, set[str]] = {}
+            for change in self.changes:
+                if change.changed_on == day:
+                    targets.setdefault(change.old_code, set()).add(change.new_code)
+            current = {new for old in current for new in targets.get(old, {old})}
+        return sorted(current)
 
     def members_on(self, on: date) -> list[MemberState]:
         out = []
@@ -194,8 +218,17 @@ def parse_json(text: str, *, source: str) -> CodeList:
             for v in data["versions"]
             for m in v["members"]
         ]
+        changes = [
+            CodeChange(c["old_code"], c["new_code"], date.fromisoformat(c["changed_on"]))
+            for c in data.get("changes", [])
+        ]
         return CodeList(
-            data["id"], data.get("title", data["id"]), bool(data.get("sample")), source, states
+            data["id"],
+            data.get("title", data["id"]),
+            bool(data.get("sample")),
+            source,
+            states,
+            changes=changes,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CodeListFormatError(f"not a code-list JSON document: {exc}") from exc
@@ -217,6 +250,23 @@ def load_samples() -> list[CodeList]:
                     source=node.name,
                 )
             )
-        elif node.name.endswith(".json") and not node.name.endswith(".meta.json"):
+        elif node.name.endswith(".klass.json"):
+            from validators.klass import parse_klass  # it builds on this module
+
+            meta = json.loads((folder / node.name.replace(".json", ".meta.json")).read_text())
+            changes = (folder / meta["changes"]).read_text(encoding="utf-8")
+            lists.append(
+                parse_klass(
+                    node.read_text(encoding="utf-8"),
+                    changes,
+                    codelist_id=meta["id"],
+                    title=meta["title"],
+                    sample=bool(meta.get("sample")),
+                    source=node.name,
+                )
+            )
+        elif node.name.endswith(".json") and not node.name.endswith(
+            (".meta.json", "-changes.json")
+        ):
             lists.append(parse_json(node.read_text(encoding="utf-8"), source=node.name))
     return lists

@@ -306,27 +306,35 @@ class ModelValidator:
             return result
         checked_blocks: set[str] = set()
         context = None  # a block's items are in a row and share its context
+        block_pointer, block_codes = "", ()  # type: tuple[str, Found]
         for item in result.items:
             if item.context is not context:
                 context = item.context
                 block_pointer = "/" + item.path.split("/")[1]
+                block = self._block.gather(context)
+                block_codes = block.codes
                 if block_pointer not in checked_blocks:
                     checked_blocks.add(block_pointer)
-                    block = self._block.gather(context)
                     result.message_findings.extend(
                         self._identifiers(block.identifiers, block_pointer, ctx)
                     )
             if item.value is not None:
-                self._check_item(item, ctx)
+                self._check_item(item, ctx, block_pointer, block_codes)
         return result
 
-    def _check_item(self, item: ExtractedItem, ctx: ValidationContext) -> None:
+    def _check_item(
+        self, item: ExtractedItem, ctx: ValidationContext, block_pointer: str, block_codes: Found
+    ) -> None:
+        """An item's identifiers, codes and business rules; and its block's codes (a
+        municipality number), which hold or not on this item's clinical date."""
         value = item.value
         assert value is not None
         found = self._items[item.spec.array_field].gather(value)
         on = self._clinical_date(item, ctx)
         findings = self._identifiers(found.identifiers, item.path, ctx)
         code_findings = self._codes(found.codes, item.path, on, ctx)
+        if block_codes:
+            code_findings += self._codes(block_codes, block_pointer, on, ctx)
         if findings and code_findings:
             # A malformed identifier is not looked up in its code list as well.
             malformed = {f.path for f in findings if f.severity == "error"}
