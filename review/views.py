@@ -451,6 +451,7 @@ SUMMARY_HEADERS = (
     "Element-id",
     "Mottatt",
     "Enhet",
+    "Enhetsnavn",
     "Leverandør",
     "Programvare",
     "Programvareversjon",
@@ -466,14 +467,19 @@ SUMMARY_HEADERS = (
 )
 
 
-def summary_rows(rows: Iterable[ReviewRow]) -> Iterable[list[Any]]:
-    """The export's rows, in :data:`SUMMARY_HEADERS` order."""
+def summary_rows(
+    rows: Iterable[ReviewRow], unit_names: Mapping[str, str] | None = None
+) -> Iterable[list[Any]]:
+    """The export's rows, in :data:`SUMMARY_HEADERS` order (with each unit's name from the
+    directory of reporting units, where it has one)."""
+    names = unit_names or {}
     for row in rows:
         s = summary(row)
         yield [
             s["item_id"],
             when(row.received_at),
             s["unit"],
+            names.get(row.unit, ""),
             s["vendor"],
             s["software"],
             s["software_version"],

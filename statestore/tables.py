@@ -432,3 +432,20 @@ review_sessions = Table(
     Column("ended_at", UTCDateTime),
     Index("ix_review_sessions_expires", "expires_at"),
 )
+
+# The directory of reporting units, from Enhetsregisteret's bulk files (statestore/units.py):
+# main units and their sub-units (the sites that report), with name, municipality and industry.
+reporting_units = Table(
+    "reporting_units",
+    metadata,
+    Column("orgnr", String(9), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("kind", String(10), nullable=False),  # enhet, underenhet
+    Column("parent_orgnr", String(9)),
+    Column("kommune_nr", String(4)),
+    Column("industry_code", String(20)),
+    Column("industry_text", String(300)),
+    Column("organisation_form", String(20)),
+    Column("imported_at", UTCDateTime, nullable=False),
+    Index("ix_reporting_units_kommune", "kommune_nr"),
+)

@@ -27,6 +27,7 @@ from review import views
 from review.masking import as_sent, reveal_value
 from review.replay import REPLAY_LATER, ReplayService, ReplayTotals, verdict_summary
 from statestore.review import ReviewFilter, ReviewRepository, ReviewRow, Status
+from statestore.units import UnitDirectory
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
 
@@ -175,7 +176,9 @@ async def problems(request: Request, reviewer: ReviewerDep, review: ReviewDep) -
 
 
 @router.get("/items.csv", summary="Rejected items as CSV (masked), every row of the filter")
-async def export_items(request: Request, reviewer: ReviewerDep, review: ReviewDep) -> Any:
+async def export_items(
+    request: Request, reviewer: ReviewerDep, review: ReviewDep, runtime: RuntimeDep
+) -> Any:
     """Streamed chunk by chunk (memory stays one chunk, whatever the filter matches):
     semicolon-separated UTF-8 with a BOM and Norwegian headers, for Norwegian Excel."""
     flt = views.read_filter(dict(request.query_params))
@@ -192,8 +195,10 @@ async def export_items(request: Request, reviewer: ReviewerDep, review: ReviewDe
 
     async def lines() -> Any:
         yield views.CSV_BOM + "".join(views.csv_lines([views.SUMMARY_HEADERS]))
+        directory = UnitDirectory(runtime.engines)
         async for chunk in review.summary_chunks(flt, CHUNK):
-            yield "".join(views.csv_lines(views.summary_rows(chunk)))
+            names = await directory.names(r.unit for r in chunk)
+            yield "".join(views.csv_lines(views.summary_rows(chunk, names)))
 
     return StreamingResponse(
         lines(),

@@ -9,7 +9,7 @@ Signing in and out is :mod:`receiver.routes.review_signin`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -40,6 +40,7 @@ from receiver.routes.review_api import (
 from review import views
 from review.masking import as_sent, resolve, reveal_value
 from statestore.review import STATUSES, ReviewFilter, ReviewRepository
+from statestore.units import UnitDirectory
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 templates = Jinja2Templates(directory=str(resources.files("receiver") / "templates"))
@@ -127,6 +128,7 @@ async def items(
             **await filter_context(review, runtime, views.read_filter(query)),
             "page": found,
             "rows": [views.summary(r) for r in found.rows],
+            "unit_names": await _unit_names(runtime, (r.unit for r in found.rows)),
             "sort": sort,
             "descending": descending,
             "notice": query.get("notice"),
@@ -250,6 +252,7 @@ async def _item_page(
             ],
             "access": await review.access_log(item_id=item_id, limit=20),
             "assignees": await review.assignees(),
+            "unit_names": await _unit_names(runtime, [row.unit]),
         },
     )
 
@@ -284,6 +287,7 @@ async def stats(
         {
             **await filter_context(review, runtime, flt),
             "stats": body,
+            "unit_names": await _unit_names(runtime, (r["unit"] for r in body["by_unit"])),
             "trend": shares,
             "received_total": received_total,
             "rejected_total": rejected_total,
@@ -338,7 +342,11 @@ async def completeness(
         request,
         "completeness.html",
         reviewer,
-        {**await filter_context(review, runtime, flt), "completeness": body},
+        {
+            **await filter_context(review, runtime, flt),
+            "completeness": body,
+            "unit_names": await _unit_names(runtime, (u["unit"] for u in body["units"])),
+        },
     )
 
 
@@ -374,6 +382,11 @@ async def filter_context(
         "suggestions": await review.suggestions(),
         "now": datetime.now(UTC),
     }
+
+
+async def _unit_names(runtime: Any, units: Iterable[str]) -> dict[str, str]:
+    """The directory's names of these units (statestore/units.py); a unit not in it has none."""
+    return await UnitDirectory(runtime.engines).names(units)
 
 
 FILTER_FIELDS = (
