@@ -14,7 +14,7 @@ from rich.console import Console
 
 from intake.client import client_app
 from intake.keys_cli import identities_app, keys_app
-from intake.units_cli import units_app
+from intake.units_cli import obligations_app, units_app
 from wiring.logs import configure_logging
 from wiring.settings import Settings
 
@@ -36,6 +36,7 @@ app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 app.add_typer(identities_app, name="identities")
 app.add_typer(units_app, name="units")
+app.add_typer(obligations_app, name="obligations")
 ModelsRoot = Annotated[
     Path | None,
     typer.Option("--root", help="A models folder to use instead of the published one."),

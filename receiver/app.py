@@ -33,6 +33,7 @@ from receiver.review_oidc import OidcClient
 from receiver.routes import (
     catalogue,
     completeness,
+    coverage,
     messages,
     operations,
     persons,
@@ -187,6 +188,7 @@ def create_app(
         slash.router,
         webhooks.router,
         completeness.router,
+        coverage.router,
         catalogue.router,
         state.router,
         persons.router,

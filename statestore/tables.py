@@ -449,3 +449,22 @@ reporting_units = Table(
     Column("imported_at", UTCDateTime, nullable=False),
     Index("ix_reporting_units_kommune", "kommune_nr"),
 )
+
+# Who must report what from when (statestore/obligations.py): a unit, reporting a message type,
+# for a municipality when it reports on one's behalf. A change adds a row and ends the one it
+# replaces (ended_at): the history is kept.
+reporting_obligations = Table(
+    "reporting_obligations",
+    metadata,
+    Column("id", Sequence64, primary_key=True, autoincrement=True),
+    Column("unit", String(9), nullable=False),
+    Column("kommune_nr", String(4)),
+    Column("message_type", String(64), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date),  # the last day it holds (inclusive), or open
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("recorded_by", String(200), nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("ended_by", String(200)),
+    Index("ix_reporting_obligations_type", "message_type", "valid_from"),
+)
