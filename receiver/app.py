@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -49,6 +50,8 @@ from receiver.routes import (
 from receiver.slash.keys import SlashKeyStore
 from receiver.submission import SubmissionService
 from schemas.catalogue import load_catalogue
+from schemas.events import CARE_TIMEZONE
+from statestore.obligations import ObligationRepository
 from statestore.webhooks import WebhookRepository
 from wiring import __version__
 from wiring.logs import begin_request_log, end_request_log
@@ -121,6 +124,21 @@ async def _refresh_codelists(runtime: Runtime, stop: asyncio.Event) -> None:
             log.exception("code lists could not be reloaded")
 
 
+async def _record_coverage(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Yesterday's coverage of every message type with obligations, as metrics, now and then."""
+    repository = ObligationRepository(runtime.engines)
+    while not stop.is_set():
+        try:
+            today = datetime.now(CARE_TIMEZONE).date()
+            for message_type in sorted({m.message_type for m in runtime.catalogue}):
+                figures = await repository.yesterday(message_type, today)
+                runtime.metrics.record_coverage(message_type, *figures)
+        except Exception:  # the metrics wait for the next round; nothing else depends on them
+            log.exception("coverage could not be computed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), runtime.settings.coverage_refresh_seconds)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -143,7 +161,10 @@ def create_app(
             app.state.review_oidc = OidcClient(settings) if settings.review_oidc_issuer else None
             app.state.consumers = {}
             stop = asyncio.Event()
-            tasks = [asyncio.create_task(_refresh_codelists(runtime, stop), name="codelists")]
+            tasks = [
+                asyncio.create_task(_refresh_codelists(runtime, stop), name="codelists"),
+                asyncio.create_task(_record_coverage(runtime, stop), name="coverage"),
+            ]
             if run_consumers:
                 consumers: dict[ConsumerName, ConsumerService] = {
                     "projector": Projector(runtime),

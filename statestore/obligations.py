@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from schemas.events import CARE_TIMEZONE
 from statestore.bulk import chunks
 from statestore.engine import StoreEngines
 from statestore.review.records import care_day
@@ -28,6 +29,7 @@ from statestore.tables import receipts, reporting_obligations
 from statestore.units import UnitDirectory
 
 Period = Literal["day", "week", "month"]
+SILENT_DAYS = 3  # a unit with no delivery for this many days is silent (the metric, the alert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ class MissingUnit:
     unit: str
     name: str | None
     kommune_nr: str | None
-    last_delivery: date | None  # ever, for this message type
+    last_delivery: date | None  # up to the period's end, for this type (None: never heard from)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,11 @@ class ObligationRepository:
         ]
         directory = UnitDirectory(self._engines)
         units = await directory.get_many(o.unit for o in obligations)
-        delivered_days = await self._delivery_days(message_type, {o.unit for o in obligations})
+        obliged = {o.unit for o in obligations}
+        delivered_days = await self._delivery_days(message_type, obliged, first, last)
+        last_ever = await self.last_deliveries(
+            message_type, obliged, before=last + timedelta(days=1)
+        )
         periods: list[CoveragePeriod] = []
         missing: list[MissingUnit] = []
         bounds = _periods(first, last, period)
@@ -201,15 +207,18 @@ class ObligationRepository:
                         u,
                         units[u].name if u in units else None,
                         expected[u],
-                        max(delivered_days[u]) if delivered_days.get(u) else None,
+                        last_ever.get(u),
                     )
                     for u in sorted(set(expected) - delivered)
                 ]
         return Coverage(message_type, period, periods, missing)
 
-    async def _delivery_days(self, message_type: str, units: set[str]) -> dict[str, list[date]]:
-        """The days (in Norway) each unit had a validated message of the type."""
+    async def _delivery_days(
+        self, message_type: str, units: set[str], first: date, last: date
+    ) -> dict[str, set[date]]:
+        """The days (in Norway) in [first, last] each unit had a validated message of the type."""
         rc = receipts
+        start, end = _instants(first, last)
         out: dict[str, set[date]] = {}
         async with self._engines.reader.connect() as conn:
             for chunk in chunks(sorted(units), 500):
@@ -218,11 +227,64 @@ class ObligationRepository:
                         rc.c.message_type == message_type,
                         rc.c.stage == "validated",
                         rc.c.unit.in_(chunk),
+                        rc.c.received_at >= start,
+                        rc.c.received_at < end,
                     )
                 )
                 for unit, received_at in rows:
                     out.setdefault(unit, set()).add(date.fromisoformat(care_day(received_at)))
-        return {u: sorted(days) for u, days in out.items()}
+        return out
+
+    async def last_deliveries(
+        self, message_type: str, units: set[str], *, before: date
+    ) -> dict[str, date]:
+        """Each unit's last day (in Norway) before ``before`` with a validated message of the
+        type."""
+        rc = receipts
+        out: dict[str, date] = {}
+        until = _instants(before, before)[0]  # the start of that day
+        async with self._engines.reader.connect() as conn:
+            for chunk in chunks(sorted(units), 500):
+                rows = await conn.execute(
+                    select(rc.c.unit, func.max(rc.c.received_at))
+                    .where(
+                        rc.c.message_type == message_type,
+                        rc.c.stage == "validated",
+                        rc.c.unit.in_(chunk),
+                        rc.c.received_at < until,
+                    )
+                    .group_by(rc.c.unit)
+                )
+                for unit, latest in rows:
+                    # MAX() comes back as text on SQLite (the column's type is lost).
+                    at = datetime.fromisoformat(latest) if isinstance(latest, str) else latest
+                    if at.tzinfo is None:
+                        at = at.replace(tzinfo=UTC)
+                    out[unit] = date.fromisoformat(care_day(at))
+        return out
+
+    async def yesterday(
+        self, message_type: str, today: date, *, silent_days: int = SILENT_DAYS
+    ) -> tuple[int, int, int]:
+        """Yesterday's (expected, delivered) units, and the units expected yesterday with no
+        delivery in the last ``silent_days`` days: what the coverage metrics show."""
+        day = today - timedelta(days=1)
+        coverage = await self.coverage(message_type, day, day, "day")
+        [period] = coverage.periods
+        expected = {o.unit for o in await self.find(message_type=message_type) if o.holds_on(day)}
+        last = await self.last_deliveries(message_type, expected, before=today)
+        since = today - timedelta(days=silent_days)
+        silent = sum(1 for u in expected if u not in last or last[u] < since)
+        return period.expected_units, period.delivered_units, silent
+
+
+def _instants(first: date, last: date) -> tuple[datetime, datetime]:
+    """Days in Norway as UTC instants [start of first, start of the day after last)."""
+
+    def start_of(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day, tzinfo=CARE_TIMEZONE).astimezone(UTC)
+
+    return start_of(first), start_of(last + timedelta(days=1))
 
 
 def _periods(first: date, last: date, period: Period) -> list[tuple[date, date]]:

@@ -48,6 +48,9 @@ CONSUMER_STOPS = "intake_consumer_stops_total"
 READY = "intake_ready"
 CODELIST_VERSION = "intake_codelist_version_info"
 BUILD_INFO = "intake_build_info"
+COVERAGE_EXPECTED = "intake_coverage_expected_units"
+COVERAGE_DELIVERED = "intake_coverage_delivered_units"
+COVERAGE_SILENT = "intake_coverage_silent_units"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,24 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "Always 1: the newest version (effective date) of each code list in use.",
     ),
     MetricSpec(BUILD_INFO, "gauge", ("version",), "Always 1: the running register-intake version."),
+    MetricSpec(
+        COVERAGE_EXPECTED,
+        "gauge",
+        ("message_type",),
+        "Units obliged to report the message type yesterday (in Norway; statestore/obligations).",
+    ),
+    MetricSpec(
+        COVERAGE_DELIVERED,
+        "gauge",
+        ("message_type",),
+        "Of those, the units that delivered a validated message of the type yesterday.",
+    ),
+    MetricSpec(
+        COVERAGE_SILENT,
+        "gauge",
+        ("message_type",),
+        "Obliged units with no delivery of the type in the last 3 days (or never).",
+    ),
 )
 
 SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOGUE}
@@ -245,6 +266,9 @@ class Metrics:
         self.ready = _gauge(READY, registry)
         self.codelist_version = _gauge(CODELIST_VERSION, registry)
         self.build_info = _gauge(BUILD_INFO, registry)
+        self.coverage_expected = _gauge(COVERAGE_EXPECTED, registry)
+        self.coverage_delivered = _gauge(COVERAGE_DELIVERED, registry)
+        self.coverage_silent = _gauge(COVERAGE_SILENT, registry)
 
         self.build_info.labels(__version__).set(1)
         for outcome in get_args(WebhookOutcome):
@@ -277,6 +301,14 @@ class Metrics:
             self.codelist_version.labels(
                 codelist.id, newest, "true" if codelist.sample else "false"
             ).set(1)
+
+    def record_coverage(
+        self, message_type: str, expected: int, delivered: int, silent: int
+    ) -> None:
+        """Yesterday's coverage of one message type: a label per message type, never per unit."""
+        self.coverage_expected.labels(message_type).set(expected)
+        self.coverage_delivered.labels(message_type).set(delivered)
+        self.coverage_silent.labels(message_type).set(silent)
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Callable[[], None]:

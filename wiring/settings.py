@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     rule_enforcement: dict[str, date] = Field(default_factory=dict)
     # How often a running process reloads code lists imported with `intake codelists import`.
     codelist_refresh_seconds: float = Field(default=60.0, gt=0)
+    # How often the gateway recomputes yesterday's coverage for its metrics (docs/coverage.md).
+    coverage_refresh_seconds: float = Field(default=300.0, gt=0)
 
     # --- authentication --------------------------------------------------------------------
     # A real issuer (HelseID) is configured with issuer + JWKS; without one the dev issuer,

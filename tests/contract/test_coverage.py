@@ -112,3 +112,12 @@ async def test_a_replaced_obligation_keeps_its_history(engines: StoreEngines) ->
     assert after.periods[0].unit_coverage is None
     assert await obligations.end(second.id, "fhi")
     assert not await obligations.end(second.id, "fhi")
+
+
+async def test_yesterdays_figures_for_the_metrics(engines: StoreEngines) -> None:
+    obligations = await november(engines)
+    # Monday 30 November: Oslo and Bragernes delivered; Strømsø and Bryggen never have.
+    assert await obligations.yesterday("HST_Avtale", date(2026, 12, 1)) == (4, 2, 2)
+    # Saturday 28 November: only Oslo; Bragernes last delivered on Monday the 23rd.
+    assert await obligations.yesterday("HST_Avtale", date(2026, 11, 29)) == (4, 1, 3)
+    assert await obligations.yesterday("NPR_Kontakt", date(2026, 12, 1)) == (0, 0, 0)
