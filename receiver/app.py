@@ -210,6 +210,7 @@ def create_app(
         webhooks.router,
         completeness.router,
         coverage.router,
+        coverage.pages,
         catalogue.router,
         state.router,
         persons.router,

@@ -15,6 +15,7 @@ heard from is as missing as one that stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -166,9 +167,17 @@ class ObligationRepository:
             ]
 
     async def coverage(
-        self, message_type: str, first: date, last: date, period: Period = "day"
+        self,
+        message_type: str,
+        first: date,
+        last: date,
+        period: Period = "day",
+        *,
+        municipality: Callable[[str], str] | None = None,
     ) -> Coverage:
-        """Expected and delivered units and municipalities per period in [first, last]."""
+        """Expected and delivered units and municipalities per period in [first, last];
+        ``municipality`` maps each municipality number (to one classification version, so that
+        numbers from before a reform count as the municipality they became)."""
         obligations = [
             o
             for o in await self.find(message_type=message_type)
@@ -190,7 +199,10 @@ class ObligationRepository:
             for o in obligations:
                 if any(o.holds_on(d) for d in days):
                     unit = units.get(o.unit)
-                    expected[o.unit] = o.kommune_nr or (unit.kommune_nr if unit else None)
+                    kommune = o.kommune_nr or (unit.kommune_nr if unit else None)
+                    expected[o.unit] = (
+                        municipality(kommune) if kommune and municipality else kommune
+                    )
             delivered = {
                 u for u in expected if any(start <= d <= end for d in delivered_days.get(u, ()))
             }

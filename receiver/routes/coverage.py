@@ -6,22 +6,27 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
+from receiver import review_html
 from receiver.deps import Admin, RuntimeDep
 from receiver.problems import Problem
 from receiver.responses import OrjsonResponse, csv_response
 from receiver.review_session import ReviewerDep
+from receiver.routes.review_pages import page
 from review import views
 from schemas.events import CARE_TIMEZONE
 from statestore.obligations import Coverage, Obligation, ObligationRepository
 from validators.identifiers import check_orgnr
 
 router = APIRouter(prefix="/v1", tags=["coverage"])
+pages = APIRouter(prefix="/review", include_in_schema=False)
 
 MAX_DAYS = 366
+MUNICIPALITIES = "kommunenummer"  # the code list of Statistics Norway's classification 131
 
 
 class ObligationIn(BaseModel):
@@ -102,8 +107,16 @@ async def end_obligation(obligation_id: int, admin: Admin, runtime: RuntimeDep) 
 
 
 async def read_coverage(
-    runtime: Any, message_type: str, first: date | None, last: date | None, period: str
+    runtime: Any,
+    message_type: str,
+    first: date | None,
+    last: date | None,
+    period: str,
+    classification: date | None = None,
 ) -> Coverage:
+    """Coverage of a message type; with ``classification``, municipalities counted as the
+    municipality classification in force on that day has them (older numbers mapped through its
+    changes; a split municipality counts as the first of its successors)."""
     today = datetime.now(CARE_TIMEZONE).date()
     last = last or today
     first = first or last - timedelta(days=29)
@@ -163,8 +176,11 @@ async def coverage(
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
     period: PeriodQuery = "day",
+    classification: Annotated[
+        date | None, Query(description="Count municipalities as of this classification day.")
+    ] = None,
 ) -> OrjsonResponse:
-    found = await read_coverage(runtime, message_type, start, end, period)
+    found = await read_coverage(runtime, message_type, start, end, period, classification)
     return OrjsonResponse(coverage_view(found))
 
 
@@ -176,8 +192,9 @@ async def coverage_csv(
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
     period: PeriodQuery = "day",
+    classification: date | None = None,
 ) -> Any:
-    found = await read_coverage(runtime, message_type, start, end, period)
+    found = await read_coverage(runtime, message_type, start, end, period, classification)
     return csv_response(
         "dekning.csv",
         ["Fra", "Til", "Forventede enheter", "Leverte enheter", "Dekning enheter (%)",
@@ -193,3 +210,46 @@ async def coverage_csv(
 
 def _percent(share: float | None) -> str:
     return "" if share is None else f"{share * 100:.1f}".replace(".", ",")
+
+
+@pages.get("/coverage")
+async def coverage_page(request: Request, reviewer: ReviewerDep, runtime: RuntimeDep) -> Any:
+    """Coverage for quality staff: a chart over time and who is missing, with names."""
+    query = dict(request.query_params)
+    types = sorted({m.message_type for m in runtime.catalogue})
+    message_type = query.get("message_type") or types[0]
+    period = query.get("period") or "day"
+    if period not in ("day", "week", "month"):
+        raise Problem(422, "invalid_query", "Invalid query parameter", "period: day, week, month")
+    flt = views.read_filter({k: query[k] for k in ("from", "to") if query.get(k)})
+    found = await read_coverage(runtime, message_type, flt.day_from, flt.day_to, period)
+    labels = [views.day_text(p.start)[:5] for p in found.periods]
+    chart = review_html.stacked_days(
+        labels,
+        [
+            ("Leverte", [p.delivered_units for p in found.periods]),
+            ("Manglet", [p.expected_units - p.delivered_units for p in found.periods]),
+        ],
+        title=f"Enheter med rapporteringsplikt for {message_type} per periode: leverte og manglet",
+        chart_id="coverage-chart",
+    )
+    first, last = found.periods[0].start, found.periods[-1].end
+    csv_query = urlencode(
+        {"message_type": message_type, "period": period, "from": first, "to": last}
+    )
+    return page(
+        request,
+        "coverage.html",
+        reviewer,
+        {
+            "message_types": types,
+            "message_type": message_type,
+            "period": period,
+            "first": first,
+            "last": last,
+            "latest": found.periods[-1],
+            "missing": found.missing,
+            "chart": chart,
+            "csv_link": f"/v1/coverage.csv?{csv_query}",
+        },
+    )

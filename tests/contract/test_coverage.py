@@ -121,3 +121,29 @@ async def test_yesterdays_figures_for_the_metrics(engines: StoreEngines) -> None
     # Saturday 28 November: only Oslo; Bragernes last delivered on Monday the 23rd.
     assert await obligations.yesterday("HST_Avtale", date(2026, 11, 29)) == (4, 1, 3)
     assert await obligations.yesterday("NPR_Kontakt", date(2026, 12, 1)) == (0, 0, 0)
+
+
+async def test_municipalities_counted_as_of_one_classification_version(
+    engines: StoreEngines,
+) -> None:
+    """An obligation recorded with Drammen's 2020 number (3005) and one with its 2024 number
+    (3301) are two municipalities as recorded, one as of the 2024 classification."""
+    from validators.codelists import load_samples
+
+    [kommuner] = [c for c in load_samples() if c.id == "kommunenummer"]
+    obligations = ObligationRepository(engines)
+    await obligations.add(BRAGERNES, "HST_Avtale", date(2026, 1, 1), kommune_nr="3005", actor="x")
+    await obligations.add(STROMSO, "HST_Avtale", date(2026, 1, 1), kommune_nr="3301", actor="x")
+    await delivered(engines, BRAGERNES, NOVEMBER)
+    as_recorded = await obligations.coverage("HST_Avtale", NOVEMBER, NOVEMBER)
+    assert as_recorded.periods[0].expected_municipalities == 2
+    assert as_recorded.periods[0].municipality_coverage == 0.5
+    mapped = await obligations.coverage(
+        "HST_Avtale",
+        NOVEMBER,
+        NOVEMBER,
+        municipality=lambda k: kommuner.as_of(k, date(2024, 1, 1))[0],
+    )
+    assert mapped.periods[0].expected_municipalities == 1
+    assert mapped.periods[0].municipality_coverage == 1.0
+    assert {m.kommune_nr for m in mapped.missing} == {"3301"}
