@@ -84,6 +84,7 @@ class Coverage:
     period: Period
     periods: list[CoveragePeriod]
     missing: list[MissingUnit]  # expected in the last period, no delivery in it
+    silent: list[MissingUnit]  # expected on the last day, nothing in the last silent_days days
 
 
 class ObligationRepository:
@@ -174,6 +175,7 @@ class ObligationRepository:
         period: Period = "day",
         *,
         municipality: Callable[[str], str] | None = None,
+        silent_days: int = SILENT_DAYS,
     ) -> Coverage:
         """Expected and delivered units and municipalities per period in [first, last];
         ``municipality`` maps each municipality number (to one classification version, so that
@@ -223,7 +225,19 @@ class ObligationRepository:
                     )
                     for u in sorted(set(expected) - delivered)
                 ]
-        return Coverage(message_type, period, periods, missing)
+        since = last - timedelta(days=silent_days - 1)
+        on_last = {o.unit: o for o in obligations if o.holds_on(last)}
+        silent = [
+            MissingUnit(
+                u,
+                units[u].name if u in units else None,
+                o.kommune_nr or (units[u].kommune_nr if u in units else None),
+                last_ever.get(u),
+            )
+            for u, o in sorted(on_last.items())
+            if u not in last_ever or last_ever[u] < since
+        ]
+        return Coverage(message_type, period, periods, missing, silent)
 
     async def _delivery_days(
         self, message_type: str, units: set[str], first: date, last: date

@@ -19,7 +19,7 @@ from receiver.review_session import ReviewerDep
 from receiver.routes.review_pages import page
 from review import views
 from schemas.events import CARE_TIMEZONE
-from statestore.obligations import Coverage, Obligation, ObligationRepository
+from statestore.obligations import Coverage, MissingUnit, Obligation, ObligationRepository
 from validators.identifiers import check_orgnr
 
 router = APIRouter(prefix="/v1", tags=["coverage"])
@@ -113,6 +113,7 @@ async def read_coverage(
     last: date | None,
     period: str,
     classification: date | None = None,
+    silent_days: int = 3,
 ) -> Coverage:
     """Coverage of a message type; with ``classification``, municipalities counted as the
     municipality classification in force on that day has them (older numbers mapped through its
@@ -153,15 +154,17 @@ def coverage_view(coverage: Coverage) -> dict[str, Any]:
             }
             for p in coverage.periods
         ],
-        "missing": [
-            {
-                "unit": m.unit,
-                "name": m.name,
-                "kommune_nr": m.kommune_nr,
-                "last_delivery": m.last_delivery.isoformat() if m.last_delivery else None,
-            }
-            for m in coverage.missing
-        ],
+        "missing": [_unit(m) for m in coverage.missing],
+        "silent": [_unit(m) for m in coverage.silent],
+    }
+
+
+def _unit(m: MissingUnit) -> dict[str, Any]:
+    return {
+        "unit": m.unit,
+        "name": m.name,
+        "kommune_nr": m.kommune_nr,
+        "last_delivery": m.last_delivery.isoformat() if m.last_delivery else None,
     }
 
 
@@ -179,8 +182,11 @@ async def coverage(
     classification: Annotated[
         date | None, Query(description="Count municipalities as of this classification day.")
     ] = None,
+    silent_days: Annotated[int, Query(ge=1, le=366)] = 3,
 ) -> OrjsonResponse:
-    found = await read_coverage(runtime, message_type, start, end, period, classification)
+    found = await read_coverage(
+        runtime, message_type, start, end, period, classification, silent_days
+    )
     return OrjsonResponse(coverage_view(found))
 
 

@@ -77,6 +77,11 @@ async def test_coverage_over_a_month(engines: StoreEngines) -> None:
     assert missing[STROMSO].name == "DRAMMEN KOMMUNE HELSESTASJON STRØMSØ"
     assert missing[STROMSO].last_delivery is None  # never heard from
     assert missing[STROMSO].kommune_nr == "3301"
+    # Silent for three days or more on the 30th: the two never heard from (Bragernes delivered).
+    assert [m.unit for m in daily.silent] == [STROMSO, BRYGGEN]
+    saturday = await obligations.coverage("HST_Avtale", NOVEMBER, date(2026, 11, 28))
+    assert [m.unit for m in saturday.silent] == [STROMSO, BRYGGEN, BRAGERNES]
+    assert saturday.silent[2].last_delivery == date(2026, 11, 23)
 
     monthly = await obligations.coverage("HST_Avtale", NOVEMBER, last, "month")
     [month] = monthly.periods
