@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
 from receiver import review_html
@@ -171,8 +171,7 @@ def _unit(m: MissingUnit) -> dict[str, Any]:
 PeriodQuery = Annotated[Literal["day", "week", "month"], Query()]
 
 
-@router.get("/coverage", summary="Who delivered against who must, per day, week or month")
-async def coverage(
+async def asked_coverage(
     reviewer: ReviewerDep,
     runtime: RuntimeDep,
     message_type: str,
@@ -183,24 +182,23 @@ async def coverage(
         date | None, Query(description="Count municipalities as of this classification day.")
     ] = None,
     silent_days: Annotated[int, Query(ge=1, le=366)] = 3,
-) -> OrjsonResponse:
-    found = await read_coverage(
+) -> Coverage:
+    """The coverage a request asks for (the query both the JSON and the CSV take)."""
+    return await read_coverage(
         runtime, message_type, start, end, period, classification, silent_days
     )
+
+
+AskedCoverage = Annotated[Coverage, Depends(asked_coverage)]
+
+
+@router.get("/coverage", summary="Who delivered against who must, per day, week or month")
+async def coverage(found: AskedCoverage) -> OrjsonResponse:
     return OrjsonResponse(coverage_view(found))
 
 
 @router.get("/coverage.csv", summary="Coverage per period as CSV (for Norwegian Excel)")
-async def coverage_csv(
-    reviewer: ReviewerDep,
-    runtime: RuntimeDep,
-    message_type: str,
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
-    period: PeriodQuery = "day",
-    classification: date | None = None,
-) -> Any:
-    found = await read_coverage(runtime, message_type, start, end, period, classification)
+async def coverage_csv(found: AskedCoverage) -> Any:
     return csv_response(
         "dekning.csv",
         ["Fra", "Til", "Forventede enheter", "Leverte enheter", "Dekning enheter (%)",
