@@ -104,6 +104,9 @@ class _Field:
     identifier: str | None = None  # x-identifier
     codelist: str | None = None  # x-codelist
     not_before: str | None = None  # x-notBefore
+    # x-codePrefix: a sibling field whose value comes before this one's in the code list's code
+    # (a city district, bydelNr 01, is 030101 in Oslo, 0301, in Statistics Norway's list).
+    code_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +254,7 @@ def _collect(schema: Any, path: tuple[str, ...], plan: _Plan, named: dict[str, A
             identifier=ann.get("x-identifier"),
             codelist=ann.get("x-codelist"),
             not_before=ann.get("x-notBefore"),
+            code_prefix=ann.get("x-codePrefix"),
         )
         if "x-identifier" in ann:
             plan.identifiers.append(here)
@@ -307,23 +311,30 @@ class ModelValidator:
         checked_blocks: set[str] = set()
         context = None  # a block's items are in a row and share its context
         block_pointer, block_codes = "", ()  # type: tuple[str, Found]
+        block_record: Any = None
         for item in result.items:
             if item.context is not context:
                 context = item.context
                 block_pointer = "/" + item.path.split("/")[1]
                 block = self._block.gather(context)
                 block_codes = block.codes
+                block_record = context
                 if block_pointer not in checked_blocks:
                     checked_blocks.add(block_pointer)
                     result.message_findings.extend(
                         self._identifiers(block.identifiers, block_pointer, ctx)
                     )
             if item.value is not None:
-                self._check_item(item, ctx, block_pointer, block_codes)
+                self._check_item(item, ctx, block_pointer, block_codes, block_record)
         return result
 
     def _check_item(
-        self, item: ExtractedItem, ctx: ValidationContext, block_pointer: str, block_codes: Found
+        self,
+        item: ExtractedItem,
+        ctx: ValidationContext,
+        block_pointer: str,
+        block_codes: Found,
+        block_record: Any,
     ) -> None:
         """An item's identifiers, codes and business rules; and its block's codes (a
         municipality number), which hold or not on this item's clinical date."""
@@ -334,7 +345,7 @@ class ModelValidator:
         findings = self._identifiers(found.identifiers, item.path, ctx)
         code_findings = self._codes(found.codes, item.path, on, ctx)
         if block_codes:
-            code_findings += self._codes(block_codes, block_pointer, on, ctx)
+            code_findings += self._codes(block_codes, block_pointer, on, ctx, block_record)
         if findings and code_findings:
             # A malformed identifier is not looked up in its code list as well.
             malformed = {f.path for f in findings if f.severity == "error"}
@@ -428,12 +439,19 @@ class ModelValidator:
                     self._add(out, self._finding(ctx, rule_id, base + pointer))
         return out
 
-    def _codes(self, values: Found, base: str, on: date, ctx: ValidationContext) -> list[Finding]:
+    def _codes(
+        self, values: Found, base: str, on: date, ctx: ValidationContext, record: Any = None
+    ) -> list[Finding]:
         out: list[Finding] = []
         for spec, pointer, raw in values:
             codelist_id = spec.codelist
             codelist = ctx.codelists.get(codelist_id)
             code = raw if type(raw) is str else str(raw)
+            if spec.code_prefix is not None:
+                prefix = record.get(spec.code_prefix) if isinstance(record, dict) else None
+                if prefix is None:
+                    continue  # the field it qualifies is missing: its own finding
+                code = str(prefix) + code
             if codelist is None:
                 self._add(out, self._finding(ctx, "KOD-004", base + pointer, codelist=codelist_id))
                 continue

@@ -50,14 +50,15 @@ def test_older_numbers_map_to_a_later_version() -> None:
     assert klass.as_of("1534", date(2024, 1, 1)) == ["1508", "1580"]  # merged, then split
 
 
-def _appointment_on(day: str, kommune: str) -> Any:
-    """The HST_Avtale example's first appointment alone, on ``day``, from ``kommune``."""
+def _appointment_on(day: str, kommune: str, bydel: str | None = None) -> Any:
+    """The HST_Avtale example's first appointment alone, on ``day``, from ``kommune`` (and
+    ``bydel``)."""
     model = next(m for m in load_catalogue() if m.key == "HST_Avtale/1")
     example = next(e for e in model.examples if e.valid)
     block = copy.deepcopy(example.message[0])
     item = block["avtale"][0]
     item["datoTid"] = day + item["datoTid"][10:]
-    message = [{"orgNr": block["orgNr"], "kommuneNr": kommune, "avtale": [item]}]
+    message = [{"orgNr": block["orgNr"], "kommuneNr": kommune, "bydelNr": bydel, "avtale": [item]}]
     context = ValidationContext(
         now=datetime(2026, 1, 15, 12, 0, tzinfo=UTC),
         allow_synthetic=False,
@@ -117,3 +118,15 @@ def test_the_line_of_a_bad_entry_is_named() -> None:
     bad_changes = json.dumps({"codeChanges": [{"oldCode": "0602", "newCode": "3005"}]})
     with pytest.raises(CodeListFormatError, match=r"codeChanges\[0\]\.changeOccurred"):
         parse_klass(CODES, bad_changes, codelist_id="k", title="k", sample=False, source="x")
+
+
+def test_a_city_district_is_checked_within_its_municipality() -> None:
+    assert _appointment_on("2024-03-01", "0301", "04").items[0].findings == []  # St. Hanshaugen
+    assert _appointment_on("2024-03-01", "4601", "04").items[0].findings == []  # Fyllingsdalen
+    assert _appointment_on("2024-03-01", "3301").items[0].findings == []  # no districts, none
+    [unknown] = _appointment_on("2024-03-01", "0301", "42").items[0].findings
+    assert (unknown.rule_id, unknown.path) == ("KOD-001", "/0/bydelNr")
+    # Bergen's districts were renumbered with the municipality in 2020.
+    [old] = _appointment_on("2024-03-01", "1201", "04").items[0].findings[-1:]
+    assert (old.rule_id, old.path) == ("KOD-002", "/0/bydelNr")
+    assert old.codelist_version == "bydelsnummer@2020-01-01 (sample)"
