@@ -295,13 +295,9 @@ class ObligationRepository:
         """Yesterday's (expected, delivered) units, and the units expected yesterday with no
         delivery in the last ``silent_days`` days: what the coverage metrics show."""
         day = today - timedelta(days=1)
-        coverage = await self.coverage(message_type, day, day, "day")
+        coverage = await self.coverage(message_type, day, day, "day", silent_days=silent_days)
         [period] = coverage.periods
-        expected = {o.unit for o in await self.find(message_type=message_type) if o.holds_on(day)}
-        last = await self.last_deliveries(message_type, expected, before=today)
-        since = today - timedelta(days=silent_days)
-        silent = sum(1 for u in expected if u not in last or last[u] < since)
-        return period.expected_units, period.delivered_units, silent
+        return period.expected_units, period.delivered_units, len(coverage.silent)
 
 
 def _instants(first: date, last: date) -> tuple[datetime, datetime]:
